@@ -1,0 +1,1 @@
+//! Thanos-compatible hash ring placement.

@@ -1,0 +1,1 @@
+//! Remote write 1.0 / 2.0 decoding.

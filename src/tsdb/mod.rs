@@ -1,0 +1,1 @@
+//! Per-tenant TSDB: WAL, head, chunks.
