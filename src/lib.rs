@@ -1,8 +1,17 @@
 //! Ringest: a Thanos-compatible Prometheus remote-write receive tier.
 //!
 //! Data flows top to bottom through the modules: [`remote_write`] decodes a request, [`tenancy`]
-//! names its tenant, [`router`] places each series on the hash ring and replicates it, [`ingest`]
-//! appends to the tenant's [`tsdb`], and [`query`] reads it back for Prometheus remote read.
+//! names its tenant, [`router`] places each series on the hash ring and replicates it over [`grpc`],
+//! [`ingest`] appends to the tenant's [`tsdb`], and [`query`] reads it back for Prometheus remote
+//! read. [`server`] holds the HTTP and gRPC front ends and [`run`] wires a subcommand together.
 
+pub mod cli;
+pub mod grpc;
+pub mod ingest;
+pub mod query;
 pub mod remote_write;
+pub mod router;
+pub mod run;
+pub mod server;
+pub mod tenancy;
 pub mod tsdb;

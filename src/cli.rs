@@ -1,0 +1,250 @@
+//! Command-line interface: subcommands and flags, named like Thanos Receive's where they mean the same.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `ringest`: a Thanos-compatible Prometheus remote-write receive tier.
+#[derive(Debug, Parser)]
+#[command(name = "ringest", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format: `logfmt`-like text or `json`.
+    #[arg(long = "log.format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Log filter, e.g. `info` or `ringest=debug` (also read from RUST_LOG).
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Route remote write to ingestors on the hash ring (Thanos RouterOnly).
+    Router {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        routing: RoutingArgs,
+    },
+    /// Store remote write in per-tenant TSDBs (Thanos IngestorOnly); accepts replicated gRPC writes.
+    Ingest {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Router and ingestor in one process; with no hashrings file every series is stored locally.
+    AllInOne {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        routing: RoutingArgs,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Hash ring tools.
+    Hashring {
+        #[command(subcommand)]
+        command: HashringCommand,
+    },
+}
+
+/// `ringest hashring ...`.
+#[derive(Debug, Subcommand)]
+pub enum HashringCommand {
+    /// Read `{"tenant": ..., "labels": {...}}` JSON lines on stdin; print where each series lives.
+    Locate {
+        /// Thanos hashrings.json.
+        #[arg(long = "receive.hashrings-file")]
+        hashrings_file: PathBuf,
+        /// Replicas per series.
+        #[arg(long = "receive.replication-factor", default_value_t = 1)]
+        replication_factor: usize,
+        /// Default algorithm for rings that name none.
+        #[arg(long = "receive.hashrings-algorithm", default_value = "hashmod")]
+        algorithm: hashring::Algorithm,
+    },
+}
+
+/// Listeners and request handling shared by every server subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Remote write listener (`POST /api/v1/receive`, alias `/api/v1/write`).
+    #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
+    pub remote_write_address: SocketAddr,
+    /// HTTP listener: `/metrics`, `/-/healthy`, `/-/ready`, `POST /api/v1/read`.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub http_address: SocketAddr,
+    /// gRPC listener: `thanos.WriteableStore/RemoteWrite` (replicated writes) and reads for routers.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub grpc_address: SocketAddr,
+    /// HTTP header naming the tenant of a write or read.
+    #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
+    pub tenant_header: String,
+    /// Tenant used when the header is absent or empty.
+    #[arg(long = "receive.default-tenant-id", default_value = "default-tenant")]
+    pub default_tenant_id: String,
+    /// External label naming the tenant in the blocks of its TSDB.
+    #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
+    pub tenant_label_name: String,
+    /// HTTP header carrying the replica number of an already replicated write.
+    #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
+    pub replica_header: String,
+    /// Largest accepted compressed request body, in bytes (413 above).
+    #[arg(long = "remote-write.max-body-bytes", default_value_t = 64 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest accepted decompressed request body, in bytes (413 above; checked before decompressing).
+    #[arg(long = "remote-write.max-decompressed-bytes", default_value_t = 64 << 20)]
+    pub max_decompressed_bytes: usize,
+}
+
+/// Hash ring and replication flags.
+#[derive(Debug, Clone, Args)]
+pub struct RoutingArgs {
+    /// Thanos hashrings.json; re-read when it changes.
+    #[arg(long = "receive.hashrings-file")]
+    pub hashrings_file: Option<PathBuf>,
+    /// How often the hashrings file is checked for changes.
+    #[arg(long = "receive.hashrings-file-refresh-interval", default_value = "5s", value_parser = parse_duration)]
+    pub hashrings_refresh: Duration,
+    /// Default placement algorithm for rings that name none.
+    #[arg(long = "receive.hashrings-algorithm", default_value = "hashmod")]
+    pub algorithm: hashring::Algorithm,
+    /// Replicas per series; a write needs RF/2+1 of them (1 for RF=2).
+    #[arg(long = "receive.replication-factor", default_value_t = 1)]
+    pub replication_factor: usize,
+    /// This node's endpoint in the hashrings file; writes for it skip the network.
+    #[arg(long = "receive.local-endpoint")]
+    pub local_endpoint: Option<String>,
+    /// Timeout of each forwarded write.
+    #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = parse_duration)]
+    pub forward_timeout: Duration,
+}
+
+/// Storage flags.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Data directory: one TSDB per tenant under `<path>/<tenant>`.
+    #[arg(long = "tsdb.path", default_value = "./data")]
+    pub tsdb_path: PathBuf,
+    /// External label `name="value"` of every block (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Samples newer than now + this are rejected as too far in the future.
+    #[arg(long = "tsdb.too-far-in-future.time-window", default_value = "10m", value_parser = parse_duration)]
+    pub too_far_in_future: Duration,
+    /// Compress WAL records with snappy, as Prometheus does by default.
+    #[arg(long = "tsdb.wal-compression", default_value_t = true, action = clap::ArgAction::Set)]
+    pub wal_compression: bool,
+    /// Block range (hidden: tests use minutes).
+    #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = parse_duration, hide = true)]
+    pub block_duration: Duration,
+}
+
+/// Parses a Prometheus duration such as `5s`, `1m30s`, `2h`, `15d`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {s:?}: expected e.g. 500ms, 5s, 1m30s, 2h, 15d");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return Err(err()),
+        };
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total_ms.checked_add(v))
+            .ok_or_else(err)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// Parses an external label flag `name="value"` (quotes optional).
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid label {s:?}: expected name=\"value\""))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("invalid label {s:?}: empty name"));
+    }
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    Ok((name.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "5", "s", "5x", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn labels_parse_with_or_without_quotes() {
+        assert_eq!(
+            parse_label(r#"replica="a""#).unwrap(),
+            ("replica".to_string(), "a".to_string())
+        );
+        assert_eq!(parse_label("dc=eu").unwrap(), ("dc".into(), "eu".into()));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("=x").is_err());
+    }
+
+    #[test]
+    fn defaults_match_thanos_receive() {
+        let cli = Cli::try_parse_from(["ringest", "all-in-one"]).unwrap();
+        let Command::AllInOne {
+            server,
+            routing,
+            storage,
+        } = cli.command
+        else {
+            panic!("wrong subcommand")
+        };
+        assert_eq!(server.remote_write_address.port(), 19291);
+        assert_eq!(server.http_address.port(), 10902);
+        assert_eq!(server.grpc_address.port(), 10901);
+        assert_eq!(server.tenant_header, "THANOS-TENANT");
+        assert_eq!(server.default_tenant_id, "default-tenant");
+        assert_eq!(routing.replication_factor, 1);
+        assert_eq!(routing.forward_timeout, Duration::from_secs(5));
+        assert_eq!(storage.tsdb_path, PathBuf::from("./data"));
+    }
+}

@@ -1,0 +1,304 @@
+//! gRPC between routers and ingestors.
+//!
+//! Writes use Thanos's own method, `thanos.WriteableStore/RemoteWrite`, so Thanos routers can feed
+//! Ringest ingestors and the other way round. Message bodies travel as raw bytes ([`RawCodec`]): the
+//! router encodes `thanos.WriteRequest` straight from the borrowed decoded request, and the ingestor
+//! decodes it borrowed with the same decoder as remote write; no owned prost tree on either side.
+//! Reads for the router's fan-out use `ringest.Reader/RemoteRead`, a Prometheus `ReadRequest` in and a
+//! `ReadResponse` out (uncompressed), with the tenant in the `thanos-tenant` metadata entry.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use futures::future::BoxFuture;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+/// Full method path of the Thanos replicated write.
+pub const REMOTE_WRITE_PATH: &str = proto::storepb::REMOTE_WRITE_PATH;
+/// Full method path of the router → ingestor remote read.
+pub const REMOTE_READ_PATH: &str = "/ringest.Reader/RemoteRead";
+/// Metadata key carrying the tenant of a read.
+pub const TENANT_METADATA: &str = "thanos-tenant";
+
+/// A codec that hands message bytes through untouched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// Encoder half of [`RawCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawEncoder;
+
+/// Decoder half of [`RawCodec`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// What an ingestor does with the RPCs it serves.
+pub trait GrpcHandler: Send + Sync + 'static {
+    /// Stores one `thanos.WriteRequest` body.
+    fn remote_write(&self, body: Bytes) -> BoxFuture<'static, Result<(), Status>>;
+    /// Answers one Prometheus `ReadRequest` body for `tenant` with a `ReadResponse` body.
+    fn remote_read(&self, tenant: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, Status>>;
+}
+
+/// Serves [`GrpcHandler`] as `thanos.WriteableStore`.
+pub struct WriteableStoreServer {
+    handler: Arc<dyn GrpcHandler>,
+    max_message_bytes: usize,
+}
+
+/// Serves [`GrpcHandler`] as `ringest.Reader`.
+pub struct ReaderServer {
+    handler: Arc<dyn GrpcHandler>,
+    max_message_bytes: usize,
+}
+
+impl WriteableStoreServer {
+    /// Wraps `handler`; messages larger than `max_message_bytes` are refused.
+    pub fn new(handler: Arc<dyn GrpcHandler>, max_message_bytes: usize) -> Self {
+        Self {
+            handler,
+            max_message_bytes,
+        }
+    }
+}
+
+impl ReaderServer {
+    /// Wraps `handler`; messages larger than `max_message_bytes` are refused.
+    pub fn new(handler: Arc<dyn GrpcHandler>, max_message_bytes: usize) -> Self {
+        Self {
+            handler,
+            max_message_bytes,
+        }
+    }
+}
+
+impl Clone for WriteableStoreServer {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+impl Clone for ReaderServer {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+impl NamedService for WriteableStoreServer {
+    const NAME: &'static str = "thanos.WriteableStore";
+}
+
+impl NamedService for ReaderServer {
+    const NAME: &'static str = "ringest.Reader";
+}
+
+/// One unary method bound to its handler.
+struct Unary<F>(F);
+
+impl<F, Fut> tonic::server::UnaryService<Bytes> for Unary<F>
+where
+    F: FnMut(tonic::Request<Bytes>) -> Fut,
+    Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+{
+    type Response = Bytes;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Bytes>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let fut = (self.0)(request);
+        Box::pin(async move { fut.await.map(tonic::Response::new) })
+    }
+}
+
+type HttpRequest = http::Request<tonic::body::Body>;
+type HttpResponse = http::Response<tonic::body::Body>;
+
+fn serve_unary<F, Fut>(
+    request: HttpRequest,
+    max_message_bytes: usize,
+    method: F,
+) -> BoxFuture<'static, Result<HttpResponse, Infallible>>
+where
+    F: FnMut(tonic::Request<Bytes>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+{
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(RawCodec)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(usize::MAX);
+        Ok(grpc.unary(Unary(method), request).await)
+    })
+}
+
+impl tower::Service<HttpRequest> for WriteableStoreServer {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        if request.uri().path() != REMOTE_WRITE_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+        }
+        let handler = self.handler.clone();
+        serve_unary(request, self.max_message_bytes, move |req| {
+            let fut = handler.remote_write(req.into_inner());
+            async move { fut.await.map(|()| Bytes::new()) }
+        })
+    }
+}
+
+impl tower::Service<HttpRequest> for ReaderServer {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        if request.uri().path() != REMOTE_READ_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+        }
+        let handler = self.handler.clone();
+        serve_unary(request, self.max_message_bytes, move |req| {
+            let tenant = req
+                .metadata()
+                .get(TENANT_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let handler = handler.clone();
+            async move {
+                let tenant = tenant.ok_or_else(|| {
+                    Status::invalid_argument(format!("missing {TENANT_METADATA} metadata"))
+                })?;
+                handler.remote_read(tenant, req.into_inner()).await
+            }
+        })
+    }
+}
+
+/// A pooled HTTP/2 connection to one peer; cloning shares the connection.
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    channel: Channel,
+    max_message_bytes: usize,
+}
+
+impl PeerClient {
+    /// Connects lazily to `address` (`host:port`); requests multiplex over one HTTP/2 connection.
+    pub fn new(
+        address: &str,
+        connect_timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Result<Self, Status> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Status::invalid_argument(format!("bad endpoint {address:?}: {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(Self {
+            channel: endpoint.connect_lazy(),
+            max_message_bytes,
+        })
+    }
+
+    async fn unary(&self, path: &'static str, request: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(usize::MAX);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static(path);
+        grpc.unary(request, path, RawCodec)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Sends one `thanos.WriteRequest` body.
+    pub async fn remote_write(&self, body: Bytes, timeout: Duration) -> Result<(), Status> {
+        let mut request = tonic::Request::new(body);
+        request.set_timeout(timeout);
+        match tokio::time::timeout(timeout, self.unary(REMOTE_WRITE_PATH, request)).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "forward timed out after {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Sends one Prometheus `ReadRequest` body for `tenant` and returns the `ReadResponse` body.
+    pub async fn remote_read(
+        &self,
+        tenant: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, Status> {
+        let mut request = tonic::Request::new(body);
+        request.set_timeout(timeout);
+        let value = tenant
+            .parse()
+            .map_err(|_| Status::invalid_argument(format!("tenant {tenant:?} is not a valid header value")))?;
+        request.metadata_mut().insert(TENANT_METADATA, value);
+        match tokio::time::timeout(timeout, self.unary(REMOTE_READ_PATH, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "read timed out after {timeout:?}"
+            ))),
+        }
+    }
+}

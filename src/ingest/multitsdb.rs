@@ -1,0 +1,102 @@
+//! One TSDB per tenant under `<tsdb.path>/<tenant>` (Thanos `pkg/receive/multitsdb.go`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::IngestError;
+use crate::tenancy;
+use crate::tsdb::db::{Db, DbOptions};
+
+/// The tenants' TSDBs, opened at start-up or on a tenant's first write.
+pub struct MultiTsdb {
+    base: PathBuf,
+    opts: DbOptions,
+    tenants: RwLock<HashMap<String, Arc<Db>>>,
+    // Serialises opening so two first writes of one tenant open its TSDB once.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl MultiTsdb {
+    /// An empty set storing under `base`.
+    pub fn new(base: PathBuf, opts: DbOptions) -> Self {
+        Self {
+            base,
+            opts,
+            tenants: RwLock::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Opens (replays) the TSDB of every tenant directory under the base. Blocking.
+    pub fn open_existing(&self) -> Result<(), IngestError> {
+        std::fs::create_dir_all(&self.base).map_err(|e| IngestError::Open {
+            tenant: String::new(),
+            message: format!("creating {}: {e}", self.base.display()),
+        })?;
+        let entries = std::fs::read_dir(&self.base).map_err(|e| IngestError::Open {
+            tenant: String::new(),
+            message: format!("listing {}: {e}", self.base.display()),
+        })?;
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !entry.path().is_dir() || tenancy::validate(&name).is_err() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let db = self.open_db(&name)?;
+            tracing::info!(tenant = %name, series = db.head().num_series(), elapsed = ?started.elapsed(), "tenant TSDB replayed");
+            self.tenants.write().insert(name, Arc::new(db));
+        }
+        Ok(())
+    }
+
+    fn open_db(&self, tenant: &str) -> Result<Db, IngestError> {
+        Db::open(&self.base.join(tenant), self.opts.clone()).map_err(|e| IngestError::Open {
+            tenant: tenant.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The tenant's TSDB if it exists.
+    pub fn get(&self, tenant: &str) -> Option<Arc<Db>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    /// The tenant's TSDB, opened now if this is its first write.
+    pub async fn get_or_open(&self, tenant: &str) -> Result<Arc<Db>, IngestError> {
+        if let Some(db) = self.get(tenant) {
+            return Ok(db);
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(db) = self.get(tenant) {
+            return Ok(db);
+        }
+        let db = Arc::new(self.open_db(tenant)?);
+        tracing::info!(tenant, "tenant TSDB created");
+        self.tenants.write().insert(tenant.to_string(), db.clone());
+        Ok(db)
+    }
+
+    /// Every open tenant.
+    pub fn tenants(&self) -> Vec<(String, Arc<Db>)> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Syncs and closes every TSDB, logging failures.
+    pub fn close(&self) {
+        for (tenant, db) in self.tenants() {
+            if let Err(e) = db.close() {
+                tracing::error!(tenant, error = %e, "closing TSDB");
+            }
+        }
+    }
+}

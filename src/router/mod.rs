@@ -1,0 +1,262 @@
+//! The router: places each series on the hash ring and replicates it to its ingestors.
+//!
+//! One request becomes at most one `thanos.WriteableStore/RemoteWrite` call per ingestor, sent in
+//! parallel with the forward timeout; the local ingestor of an all-in-one is called directly. A series
+//! is written once a write quorum of its replicas acknowledged it ([`quorum`]).
+
+pub mod quorum;
+pub mod ring;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tonic::{Code, Status};
+
+use crate::grpc::PeerClient;
+use crate::ingest::{IngestError, Ingestor};
+use crate::remote_write::{encode_thanos_write, Series, WriteRequest};
+use quorum::{request_cause, series_outcome, ReplicaError};
+use ring::RingHandle;
+
+/// Why a routed write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// No hashring has been loaded yet.
+    #[error("hashring not loaded yet")]
+    RingNotLoaded,
+    /// The ring has no place for this tenant or series.
+    #[error("{0}")]
+    Lookup(#[from] hashring::LookupError),
+    /// Some series did not reach write quorum.
+    #[error("{failed_series} of {total_series} series did not reach write quorum: {message}")]
+    Replication {
+        /// The request's cause, by Thanos's precedence.
+        cause: ReplicaError,
+        /// Series that failed.
+        failed_series: usize,
+        /// Series in the request.
+        total_series: usize,
+        /// The distinct peer errors behind it.
+        message: String,
+    },
+}
+
+/// Connections to peer ingestors, one pooled HTTP/2 channel each.
+#[derive(Default)]
+pub struct Peers {
+    clients: RwLock<HashMap<String, PeerClient>>,
+    max_message_bytes: usize,
+}
+
+impl Peers {
+    /// An empty pool; messages above `max_message_bytes` are refused by peers' answers.
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self {
+            clients: RwLock::new(HashMap::new()),
+            max_message_bytes,
+        }
+    }
+
+    /// The client for `address`, connecting lazily on first use.
+    pub fn get(&self, address: &str) -> Result<PeerClient, Status> {
+        if let Some(c) = self.clients.read().get(address) {
+            return Ok(c.clone());
+        }
+        let client = PeerClient::new(address, Duration::from_secs(2), self.max_message_bytes)?;
+        Ok(self
+            .clients
+            .write()
+            .entry(address.to_string())
+            .or_insert(client)
+            .clone())
+    }
+}
+
+/// Routes and replicates writes; fans reads out.
+pub struct Router {
+    ring: RingHandle,
+    peers: Peers,
+    replication_factor: usize,
+    forward_timeout: Duration,
+    local_endpoint: Option<String>,
+    local: Option<Arc<Ingestor>>,
+}
+
+/// Maps a peer's gRPC status to the kind the quorum logic counts (Thanos's codes).
+pub fn replica_error_of(status: &Status) -> ReplicaError {
+    match status.code() {
+        Code::AlreadyExists => ReplicaError::Conflict,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
+            ReplicaError::Unavailable
+        }
+        _ => ReplicaError::Unknown,
+    }
+}
+
+fn replica_error_of_ingest(err: &IngestError) -> ReplicaError {
+    match err {
+        IngestError::NotReady => ReplicaError::NotReady,
+        IngestError::Conflict { .. } => ReplicaError::Conflict,
+        IngestError::Storage(_) | IngestError::Open { .. } => ReplicaError::Unavailable,
+        IngestError::Tenant(_) => ReplicaError::Unknown,
+    }
+}
+
+impl Router {
+    /// A router over `ring`; `local` is the in-process ingestor reached at `local_endpoint`.
+    pub fn new(
+        ring: RingHandle,
+        replication_factor: usize,
+        forward_timeout: Duration,
+        max_message_bytes: usize,
+        local_endpoint: Option<String>,
+        local: Option<Arc<Ingestor>>,
+    ) -> Self {
+        Self {
+            ring,
+            peers: Peers::new(max_message_bytes),
+            replication_factor,
+            forward_timeout,
+            local_endpoint,
+            local,
+        }
+    }
+
+    /// The ring in force.
+    pub fn ring(&self) -> &RingHandle {
+        &self.ring
+    }
+
+    /// The peer pool.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The replication factor.
+    pub fn replication_factor(&self) -> usize {
+        self.replication_factor
+    }
+
+    /// The forward timeout.
+    pub fn forward_timeout(&self) -> Duration {
+        self.forward_timeout
+    }
+
+    /// The in-process ingestor, if `address` is this node's own endpoint.
+    pub fn local_for(&self, address: &str) -> Option<&Arc<Ingestor>> {
+        match (&self.local_endpoint, &self.local) {
+            (Some(ep), Some(local)) if ep == address => Some(local),
+            _ => None,
+        }
+    }
+
+    /// Replicates every valid series of `req` to its ingestors; Ok once each reached write quorum.
+    pub async fn write(&self, tenant: &str, req: &WriteRequest<'_>) -> Result<(), RouteError> {
+        if req.series.is_empty() {
+            return Ok(());
+        }
+        let ring = self.ring.current().ok_or(RouteError::RingNotLoaded)?;
+        let ring_id = ring.ring_for_tenant(tenant)?;
+        let rf = self.replication_factor;
+
+        // Hash each series once; group series indexes by endpoint; remember each series' replicas.
+        let mut endpoints: Vec<&str> = Vec::new();
+        let mut batches: Vec<Vec<u32>> = Vec::new();
+        let mut placement: Vec<u16> = Vec::with_capacity(req.series.len() * rf);
+        for (i, s) in req.series.iter().enumerate() {
+            let labels = req.series_labels(s).iter().map(|l| (l.name, l.value));
+            let hash = hashring::series_hash(tenant, labels);
+            for n in 0..rf {
+                let ep = ring.get_n(ring_id, hash, n)?;
+                let idx = match endpoints.iter().position(|e| *e == ep.address) {
+                    Some(p) => p,
+                    None => {
+                        endpoints.push(&ep.address);
+                        batches.push(Vec::new());
+                        endpoints.len() - 1
+                    }
+                };
+                batches[idx].push(i as u32);
+                placement.push(idx as u16);
+            }
+        }
+
+        let sends = endpoints
+            .iter()
+            .zip(&batches)
+            .map(|(ep, idxs)| self.send(tenant, req, ep, idxs));
+        let results = futures::future::join_all(sends).await;
+
+        let mut causes = Vec::new();
+        for replicas in placement.chunks_exact(rf) {
+            let outcome = series_outcome(
+                replicas
+                    .iter()
+                    .map(|&e| results[e as usize].as_ref().err().map(|(k, _)| *k)),
+                rf,
+            );
+            if let Err(cause) = outcome {
+                causes.push(cause);
+            }
+        }
+        metrics::counter!("ringest_replications_total", "result" => if causes.is_empty() { "success" } else { "error" })
+            .increment(1);
+        let Some(cause) = request_cause(causes.iter().copied()) else {
+            return Ok(());
+        };
+        let mut reasons: Vec<&str> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|(_, m)| m.as_str()))
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        Err(RouteError::Replication {
+            cause,
+            failed_series: causes.len(),
+            total_series: req.series.len(),
+            message: reasons.join("; "),
+        })
+    }
+
+    async fn send(
+        &self,
+        tenant: &str,
+        req: &WriteRequest<'_>,
+        endpoint: &str,
+        idxs: &[u32],
+    ) -> Result<(), (ReplicaError, String)> {
+        if let Some(local) = self.local_for(endpoint) {
+            let series: Vec<&Series> = idxs.iter().map(|&i| &req.series[i as usize]).collect();
+            return match local.write(tenant, req, &series).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err((replica_error_of_ingest(&e), format!("local ingestor: {e}"))),
+            };
+        }
+        let mut body = Vec::new();
+        encode_thanos_write(
+            req,
+            idxs.iter().map(|&i| &req.series[i as usize]),
+            tenant,
+            1,
+            &mut body,
+        );
+        let result = match self.peers.get(endpoint) {
+            Ok(client) => client
+                .remote_write(Bytes::from(body), self.forward_timeout)
+                .await,
+            Err(status) => Err(status),
+        };
+        let outcome = if result.is_ok() { "success" } else { "error" };
+        metrics::counter!("ringest_forward_requests_total", "peer" => endpoint.to_string(), "result" => outcome)
+            .increment(1);
+        result.map_err(|status| {
+            let kind = replica_error_of(&status);
+            metrics::counter!("ringest_forward_errors_total", "peer" => endpoint.to_string(), "cause" => format!("{kind:?}"))
+                .increment(1);
+            (kind, format!("forwarding to {endpoint}: {}", status.message()))
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! Wires subcommands to their parts: listeners, router, ingestor, signals.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::HeaderName;
+use metrics_exporter_prometheus::{Matcher as MetricMatcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{Cli, Command, HashringCommand, RoutingArgs, ServerArgs, StorageArgs};
+use crate::grpc::{ReaderServer, WriteableStoreServer};
+use crate::ingest::Ingestor;
+use crate::remote_write::Limits;
+use crate::router::{ring, Router};
+use crate::server::{self, App, AppConfig, IngestGrpc};
+use crate::tsdb::db::DbOptions;
+
+/// A start-up or run-time failure, reported on stderr with exit code 1.
+pub type RunError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the command line.
+pub fn main(cli: Cli) -> Result<(), RunError> {
+    init_logging(&cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Hashring {
+            command:
+                HashringCommand::Locate {
+                    hashrings_file,
+                    replication_factor,
+                    algorithm,
+                },
+        } => locate(&hashrings_file, replication_factor, algorithm),
+        Command::Router { server, routing } => serve(server, Some(routing), None, "router"),
+        Command::Ingest { server, storage } => serve(server, None, Some(storage), "ingest"),
+        Command::AllInOne {
+            server,
+            routing,
+            storage,
+        } => serve(server, Some(routing), Some(storage), "all-in-one"),
+    }
+}
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}
+
+fn install_metrics() -> Result<PrometheusHandle, RunError> {
+    let latency = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(MetricMatcher::Suffix("_seconds".into()), &latency)?
+        .install_recorder()?)
+}
+
+/// `ringest hashring locate`: one JSON answer line per JSON input line.
+fn locate(
+    file: &std::path::Path,
+    replication_factor: usize,
+    algorithm: hashring::Algorithm,
+) -> Result<(), RunError> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        tenant: String,
+        labels: std::collections::BTreeMap<String, String>,
+    }
+    let (multiring, _) = ring::load(file, algorithm, replication_factor)?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<Input>(&line) {
+            Err(e) => serde_json::json!({ "error": format!("invalid input line: {e}") }),
+            Ok(input) => {
+                let labels: Vec<(String, String)> = input.labels.into_iter().collect();
+                match hashring::locate(&multiring, &input.tenant, &labels) {
+                    Ok(p) => serde_json::json!({ "hashring": p.hashring, "endpoints": p.endpoints }),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                }
+            }
+        };
+        writeln!(out, "{answer}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn serve(
+    server: ServerArgs,
+    routing: Option<RoutingArgs>,
+    storage: Option<StorageArgs>,
+    mode: &'static str,
+) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ringest")
+        .build()?;
+    runtime.block_on(serve_async(server, routing, storage, mode))
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for {what} on {addr}: {e}").into())
+}
+
+async fn serve_async(
+    server: ServerArgs,
+    routing: Option<RoutingArgs>,
+    storage: Option<StorageArgs>,
+    mode: &'static str,
+) -> Result<(), RunError> {
+    let metrics = install_metrics()?;
+    let limits = Limits {
+        max_compressed_bytes: server.max_body_bytes,
+        max_decompressed_bytes: server.max_decompressed_bytes,
+    };
+
+    let ingestor = storage.as_ref().map(|s| {
+        let opts = DbOptions {
+            block_range_ms: s.block_duration.as_millis() as i64,
+            too_far_in_future_ms: s.too_far_in_future.as_millis() as i64,
+            wal_compression: s.wal_compression,
+            ..DbOptions::default()
+        };
+        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts))
+    });
+
+    let router = match routing.as_ref().and_then(|r| r.hashrings_file.clone().map(|f| (r, f))) {
+        Some((r, file)) => {
+            if r.replication_factor == 0 {
+                return Err("--receive.replication-factor must be at least 1".into());
+            }
+            if ingestor.is_some() && r.local_endpoint.is_none() {
+                return Err("all-in-one with --receive.hashrings-file needs --receive.local-endpoint naming this node's endpoint in that file".into());
+            }
+            let handle = ring::watch(file, r.algorithm, r.replication_factor, r.hashrings_refresh)?;
+            Some(Arc::new(Router::new(
+                handle,
+                r.replication_factor,
+                r.forward_timeout,
+                limits.max_decompressed_bytes,
+                r.local_endpoint.clone(),
+                ingestor.clone(),
+            )))
+        }
+        None if ingestor.is_none() => {
+            return Err("router needs --receive.hashrings-file".into());
+        }
+        None => None,
+    };
+
+    let app = Arc::new(App {
+        config: AppConfig {
+            tenant_header: HeaderName::try_from(server.tenant_header.as_str())
+                .map_err(|e| format!("bad --receive.tenant-header: {e}"))?,
+            default_tenant: server.default_tenant_id.clone(),
+            replica_header: HeaderName::try_from(server.replica_header.as_str())
+                .map_err(|e| format!("bad --receive.replica-header: {e}"))?,
+            limits: limits.clone(),
+        },
+        router,
+        ingestor: ingestor.clone(),
+        metrics,
+    });
+    crate::tenancy::validate(&server.default_tenant_id)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let rw_listener = bind("remote write", server.remote_write_address).await?;
+    let http_listener = bind("HTTP", server.http_address).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(
+        axum::serve(rw_listener, server::remote_write_routes(app.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    tasks.spawn(
+        axum::serve(http_listener, server::http_routes(app.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+
+    if let Some(ingestor) = &ingestor {
+        let grpc_listener = bind("gRPC", server.grpc_address).await?;
+        let handler: Arc<dyn crate::grpc::GrpcHandler> = Arc::new(IngestGrpc {
+            ingestor: ingestor.clone(),
+        });
+        let grpc = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(WriteableStoreServer::new(handler.clone(), limits.max_decompressed_bytes))
+            .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes));
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            grpc.serve_with_incoming_shutdown(incoming, stopped(rx))
+                .await
+                .map_err(std::io::Error::other)
+        });
+
+        let replaying = ingestor.clone();
+        let started = std::time::Instant::now();
+        let replay = tokio::task::spawn_blocking(move || replaying.replay());
+        tokio::spawn(async move {
+            match replay.await {
+                Ok(Ok(())) => tracing::info!(elapsed = ?started.elapsed(), "WAL replay done; ready"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "WAL replay failed");
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "WAL replay panicked");
+                    std::process::exit(1);
+                }
+            }
+        });
+    }
+
+    tracing::info!(
+        mode,
+        remote_write = %server.remote_write_address,
+        http = %server.http_address,
+        grpc = %server.grpc_address,
+        "ringest started"
+    );
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(res) = tasks.join_next() => {
+            let _ = stop_tx.send(true);
+            match res {
+                Ok(Ok(())) => return Err("a listener stopped unexpectedly".into()),
+                Ok(Err(e)) => return Err(format!("listener failed: {e}").into()),
+                Err(e) => return Err(format!("listener task failed: {e}").into()),
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    if let Some(ingestor) = ingestor {
+        tokio::task::spawn_blocking(move || ingestor.close()).await?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

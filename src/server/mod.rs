@@ -1,0 +1,354 @@
+//! HTTP and gRPC front ends: remote write, remote read, health, readiness and metrics.
+
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+use prost::Message;
+use tonic::Status;
+
+use crate::grpc::GrpcHandler;
+use crate::ingest::{IngestError, Ingestor};
+use crate::query::{self, ReadError};
+use crate::remote_write::{self, Limits, Protocol, Series, WriteRequest};
+use crate::router::Router;
+use crate::tenancy;
+use status::ApiError;
+
+/// Request handling settings shared by the listeners.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Header naming the tenant.
+    pub tenant_header: HeaderName,
+    /// Tenant when the header is absent.
+    pub default_tenant: String,
+    /// Header carrying the replica number of an already replicated write.
+    pub replica_header: HeaderName,
+    /// Body size caps.
+    pub limits: Limits,
+}
+
+/// What this process does with requests.
+pub struct App {
+    /// Settings.
+    pub config: AppConfig,
+    /// Present when writes are routed over a hash ring.
+    pub router: Option<Arc<Router>>,
+    /// Present when this process stores data.
+    pub ingestor: Option<Arc<Ingestor>>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
+const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
+const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// The answer to one remote write: status, message and the counts of what was stored.
+struct WriteAnswer {
+    status: StatusCode,
+    message: String,
+    samples_written: usize,
+}
+
+impl IntoResponse for WriteAnswer {
+    fn into_response(self) -> Response {
+        let mut resp = if self.message.is_empty() {
+            self.status.into_response()
+        } else {
+            (self.status, format!("{}\n", self.message)).into_response()
+        };
+        let h = resp.headers_mut();
+        h.insert(SAMPLES_WRITTEN, HeaderValue::from(self.samples_written));
+        // Native histograms and exemplars are not stored yet, so none is ever counted as written.
+        h.insert(HISTOGRAMS_WRITTEN, HeaderValue::from(0u32));
+        h.insert(EXEMPLARS_WRITTEN, HeaderValue::from(0u32));
+        resp
+    }
+}
+
+impl From<ApiError> for WriteAnswer {
+    fn from(e: ApiError) -> Self {
+        Self {
+            status: e.status,
+            message: e.message,
+            samples_written: 0,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, format!("{}\n", self.message)).into_response()
+    }
+}
+
+impl App {
+    fn tenant<'h>(&'h self, headers: &'h HeaderMap) -> Result<&'h str, ApiError> {
+        let value = match headers.get(&self.config.tenant_header) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "tenant header is not valid ASCII")
+            })?),
+            None => None,
+        };
+        Ok(tenancy::tenant_from_header(value, &self.config.default_tenant)?)
+    }
+
+    fn replica(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
+        let Some(v) = headers.get(&self.config.replica_header) else {
+            return Ok(0);
+        };
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad replica header {}: expected a non-negative integer", self.config.replica_header),
+                )
+            })
+    }
+
+    async fn write(&self, headers: &HeaderMap, body: Body) -> Result<WriteAnswer, ApiError> {
+        // Headers first: 415 before anything is read or decoded.
+        let content_type = header_str(headers, header::CONTENT_TYPE);
+        let content_encoding = header_str(headers, header::CONTENT_ENCODING);
+        let protocol = remote_write::negotiate(content_type, content_encoding)?;
+        let tenant = self.tenant(headers)?;
+        let mut replica = self.replica(headers)?;
+        if self.ingestor.is_none() {
+            // A router without local storage forwards everything (Thanos #4359).
+            replica = 0;
+        }
+
+        let limit = self.config.limits.max_compressed_bytes;
+        if let Some(len) = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > limit {
+                return Err(too_large(len, limit));
+            }
+        }
+        let compressed = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|e| {
+                if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the limit of {limit} bytes"))
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, format!("reading request body: {e}"))
+                }
+            })?;
+        let mut raw = Vec::new();
+        remote_write::decompress_into(&compressed, &self.config.limits, &mut raw)?;
+        let req = match protocol {
+            Protocol::V1 => remote_write::decode_v1(&raw)?,
+            Protocol::V2 => remote_write::decode_v2(&raw)?,
+        };
+        let valid_samples = req.num_samples();
+
+        let stored = match (&self.router, &self.ingestor) {
+            (Some(router), _) if replica == 0 => router.write(tenant, &req).await.map_err(ApiError::from),
+            (_, Some(ingestor)) => {
+                let series: Vec<&Series> = req.series.iter().collect();
+                ingestor.write(tenant, &req, &series).await.map(|_| ()).map_err(ApiError::from)
+            }
+            _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no ring and no local storage")),
+        };
+        stored?;
+        metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
+            .increment(valid_samples as u64);
+        Ok(partial_answer(&req, valid_samples))
+    }
+}
+
+fn too_large(len: usize, limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body of {len} bytes exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// 204 when every series was valid, else 400 naming the invalid ones (the valid ones are stored).
+fn partial_answer(req: &WriteRequest<'_>, samples_written: usize) -> WriteAnswer {
+    if req.invalid.is_empty() {
+        return WriteAnswer {
+            status: StatusCode::NO_CONTENT,
+            message: String::new(),
+            samples_written,
+        };
+    }
+    let mut message = format!(
+        "partial write: {} series rejected, {} series with {} samples stored",
+        req.invalid.len(),
+        req.series.len(),
+        samples_written
+    );
+    for inv in req.invalid.iter().take(3) {
+        message.push_str("; ");
+        message.push_str(&inv.reason.to_string());
+    }
+    if req.invalid.len() > 3 {
+        message.push_str(&format!("; and {} more", req.invalid.len() - 3));
+    }
+    WriteAnswer {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        samples_written,
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let tenant = app.tenant(&headers).map(str::to_owned).unwrap_or_default();
+    let answer = match app.write(&headers, body).await {
+        Ok(a) => a,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(tenant, status = e.status.as_u16(), error = %e.message, "write failed");
+            } else {
+                tracing::debug!(tenant, status = e.status.as_u16(), error = %e.message, "write refused");
+            }
+            WriteAnswer::from(e)
+        }
+    };
+    metrics::counter!("ringest_http_requests_total", "handler" => "receive", "code" => answer.status.as_u16().to_string(), "tenant" => tenant)
+        .increment(1);
+    metrics::histogram!("ringest_http_request_duration_seconds", "handler" => "receive")
+        .record(started.elapsed().as_secs_f64());
+    answer.into_response()
+}
+
+async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let tenant = app.tenant(&headers).map(str::to_owned).unwrap_or_default();
+    let result = async {
+        let tenant = app.tenant(&headers)?;
+        let req = query::decode_request(&body, app.config.limits.max_decompressed_bytes)?;
+        let resp = match (&app.router, &app.ingestor) {
+            (Some(router), _) => query::read_fanout(router, tenant, &req).await?,
+            (None, Some(ingestor)) => query::read_local(ingestor, tenant, &req)?,
+            (None, None) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no storage to read")),
+        };
+        Ok::<_, ApiError>(query::encode_response(&resp))
+    }
+    .await;
+    let response = match result {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(tenant, status = e.status.as_u16(), error = %e.message, "read failed");
+            e.into_response()
+        }
+    };
+    metrics::counter!("ringest_http_requests_total", "handler" => "read", "code" => response.status().as_u16().to_string(), "tenant" => tenant)
+        .increment(1);
+    metrics::histogram!("ringest_http_request_duration_seconds", "handler" => "read")
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let ingestor_ready = app.ingestor.as_ref().is_none_or(|i| i.is_ready());
+    let ring_ready = app.router.as_ref().is_none_or(|r| r.ring().current().is_some());
+    if ingestor_ready && ring_ready {
+        (StatusCode::OK, "Ringest is Ready.\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Ringest is not ready: WAL replay or hashring load in progress.\n").into_response()
+    }
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Routes of the remote write listener.
+pub fn remote_write_routes(app: Arc<App>) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/receive", post(receive))
+        .route("/api/v1/write", post(receive))
+        // Body size is enforced in the handler so the answer names the limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// Routes of the HTTP listener: health, readiness, metrics and remote read.
+pub fn http_routes(app: Arc<App>) -> axum::Router {
+    let limit = app.config.limits.max_compressed_bytes;
+    axum::Router::new()
+        .route("/-/healthy", get(|| async { "Ringest is Healthy.\n" }))
+        .route("/-/ready", get(ready))
+        .route("/metrics", get(metrics_handler))
+        .route("/api/v1/read", post(read))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// The ingestor's answers to replicated writes and router reads over gRPC.
+pub struct IngestGrpc {
+    /// The local storage.
+    pub ingestor: Arc<Ingestor>,
+}
+
+impl IngestGrpc {
+    async fn write(ingestor: Arc<Ingestor>, body: Bytes) -> Result<(), Status> {
+        let req = remote_write::decode_thanos_write(&body).map_err(|e| status::decode_grpc_status(&e))?;
+        let tenant = req.tenant.filter(|t| !t.is_empty()).ok_or_else(|| {
+            Status::invalid_argument("replicated write without a tenant")
+        })?;
+        let series: Vec<&Series> = req.series.iter().collect();
+        let result = ingestor.write(tenant, &req, &series).await;
+        if let Err(e) = &result {
+            tracing::debug!(tenant, error = %e, "replicated write failed");
+            return Err(status::ingest_grpc_status(e));
+        }
+        if let Some(inv) = req.invalid.first() {
+            // Thanos counts label problems as conflicts: the valid series are stored.
+            return Err(status::ingest_grpc_status(&IngestError::Conflict {
+                stats: Default::default(),
+                message: format!("{} invalid series: {}", req.invalid.len(), inv.reason),
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl GrpcHandler for IngestGrpc {
+    fn remote_write(&self, body: Bytes) -> BoxFuture<'static, Result<(), Status>> {
+        Box::pin(Self::write(self.ingestor.clone(), body))
+    }
+
+    fn remote_read(&self, tenant: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, Status>> {
+        let ingestor = self.ingestor.clone();
+        Box::pin(async move {
+            let req = proto::prompb::ReadRequest::decode(body)
+                .map_err(|e| status::read_grpc_status(&ReadError::BadRequest(e.to_string())))?;
+            let resp = query::read_local(&ingestor, &tenant, &req).map_err(|e| status::read_grpc_status(&e))?;
+            Ok(Bytes::from(resp.encode_to_vec()))
+        })
+    }
+}
