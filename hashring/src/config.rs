@@ -593,3 +593,185 @@ fn parse_shuffle(
         overrides,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Vec<HashringConfig>, ConfigError> {
+        parse_config(s.as_bytes())
+    }
+
+    #[test]
+    fn full_example_with_string_and_object_endpoints() {
+        let c = parse(
+            r#"[
+              {
+                "hashring": "tenants-a",
+                "tenants": ["a", "b"],
+                "endpoints": ["r-0:10901", {"address": "r-1:10901", "az": "z1",
+                              "capnproto_address": "r-1:19391"}],
+                "algorithm": "ketama",
+                "external_labels": {"ring": "a", "env": "prod"},
+                "shuffle_sharding_config": {"shard_size": 0, "cache_size": 10,
+                    "zone_awareness_disabled": true,
+                    "overrides": [{"shard_size": 2, "tenants": ["x*"], "tenant_matcher_type": "glob"}]},
+                "some_future_field": 1
+              },
+              {"hashring": "glob", "tenant_matcher_type": "glob", "tenants": ["team-*"],
+               "endpoints": ["g:1"]},
+              {"endpoints": ["d:1"]}
+            ]"#,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 3);
+        let a = &c[0];
+        assert_eq!(a.hashring, "tenants-a");
+        assert_eq!(a.tenants, ["a", "b"]);
+        assert_eq!(a.tenant_matcher_type, TenantMatcher::Exact);
+        assert_eq!(
+            a.endpoints,
+            [
+                EndpointConfig {
+                    address: "r-0:10901".into(),
+                    ..Default::default()
+                },
+                EndpointConfig {
+                    address: "r-1:10901".into(),
+                    az: "z1".into(),
+                    capnproto_address: Some("r-1:19391".into()),
+                },
+            ]
+        );
+        assert_eq!(a.endpoints[0].effective_capnproto_address(), "r-0:19391");
+        assert_eq!(a.algorithm, Some(Algorithm::Ketama));
+        assert_eq!(
+            a.external_labels.get("env").map(String::as_str),
+            Some("prod")
+        );
+        assert!(!a.shuffle_sharding_config.enabled());
+        assert_eq!(a.shuffle_sharding_config.cache_size, 10);
+        assert_eq!(a.shuffle_sharding_config.overrides[0].shard_size, 2);
+        assert_eq!(c[1].tenant_matcher_type, TenantMatcher::Glob);
+        assert_eq!(c[2].hashring, "");
+        assert!(c[2].tenants.is_empty());
+        assert_eq!(c[2].algorithm, None);
+    }
+
+    #[test]
+    fn go_json_leniency() {
+        // Keys match case-insensitively, null means absent, unknown keys are ignored.
+        let c = parse(
+            r#"[{"Hashring": "x", "TENANTS": null, "Endpoints": [{"Address": "a:1", "AZ": "z"}],
+                 "algorithm": null, "external_labels": null, "shuffle_sharding_config": null}]"#,
+        )
+        .unwrap();
+        assert_eq!(c[0].hashring, "x");
+        assert!(c[0].tenants.is_empty());
+        assert_eq!(c[0].endpoints[0].address, "a:1");
+        assert_eq!(c[0].endpoints[0].az, "z");
+        // An exact key wins over a case-folded one.
+        let c =
+            parse(r#"[{"HASHRING": "folded", "hashring": "exact", "endpoints": ["a"]}]"#).unwrap();
+        assert_eq!(c[0].hashring, "exact");
+    }
+
+    #[test]
+    fn shuffle_sharding_is_refused_naming_the_ring() {
+        let err = parse(
+            r#"[{"hashring": "shuffled", "endpoints": ["a", "b"], "algorithm": "ketama",
+                 "shuffle_sharding_config": {"shard_size": 1}}]"#,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::ShuffleShardingUnsupported { shard_size: 1, .. }
+        ));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("shuffle sharding is not supported yet"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"shuffled\""), "{msg}");
+    }
+
+    #[test]
+    fn refusals_name_the_ring_and_the_problem() {
+        let cases: &[(&str, &str)] = &[
+            ("[]", "empty"),
+            ("null", "empty"),
+            ("{}", "JSON array"),
+            ("[1]", "expected a hashring object"),
+            ("not json", "not valid JSON"),
+            (
+                r#"[{"hashring": "r"}]"#,
+                "hashring \"r\" (#0): no endpoints",
+            ),
+            (r#"[{"hashring": "r", "endpoints": []}]"#, "no endpoints"),
+            (
+                r#"[{"hashring": "r", "endpoints": [""]}]"#,
+                "endpoint #0: address must be set",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": [null]}]"#,
+                "address must be set",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": [{"az": "z"}]}]"#,
+                "address must be set",
+            ),
+            (r#"[{"hashring": "r", "endpoints": [1]}]"#, "endpoints[0]"),
+            (
+                r#"[{"hashring": "r", "endpoints": "a"}]"#,
+                "expected an array",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "algorithm": "consistent"}]"#,
+                "unknown algorithm \"consistent\"",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "tenant_matcher_type": "regex", "tenants": ["a"]}]"#,
+                "unknown tenant_matcher_type \"regex\"",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "tenant_matcher_type": "glob", "tenants": ["ok*", "bad["]}]"#,
+                "invalid tenant glob pattern \"bad[\"",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "tenants": "a"}]"#,
+                "\"tenants\"",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "external_labels": {"a": 1}}]"#,
+                "external_labels.a",
+            ),
+            (
+                r#"[{"hashring": "r", "endpoints": ["a"], "shuffle_sharding_config": {"shard_size": 1.5}}]"#,
+                "shard_size",
+            ),
+            (
+                r#"[{"endpoints": ["a"]}, {"hashring": "second"}]"#,
+                "hashring \"second\" (#1)",
+            ),
+        ];
+        for (json, want) in cases {
+            let msg = parse(json).unwrap_err().to_string();
+            assert!(msg.contains(want), "{json}: {msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn exact_matcher_treats_glob_characters_literally() {
+        // With the default matcher a `*` is just a character: no pattern check.
+        let c = parse(r#"[{"tenants": ["bad[", "a*"], "endpoints": ["a"]}]"#).unwrap();
+        assert_eq!(c[0].tenant_matcher_type, TenantMatcher::Exact);
+    }
+
+    #[test]
+    fn algorithm_from_str() {
+        assert_eq!("hashmod".parse(), Ok(Algorithm::Hashmod));
+        assert_eq!("ketama".parse(), Ok(Algorithm::Ketama));
+        assert!("Ketama".parse::<Algorithm>().is_err());
+        assert_eq!(Algorithm::Ketama.to_string(), "ketama");
+    }
+}

@@ -368,3 +368,205 @@ pub fn locate(
         endpoints,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(json: &str, algorithm: Algorithm, rf: usize) -> Result<Multiring, ConfigError> {
+        Multiring::new(&parse_config(json.as_bytes())?, algorithm, rf)
+    }
+
+    const RINGS: &str = r#"[
+        {"hashring": "exact", "tenants": ["team-a", "team-*"], "endpoints": ["e1:1", "e2:1"]},
+        {"hashring": "glob", "tenant_matcher_type": "glob", "tenants": ["team-*", "ops-?"],
+         "endpoints": ["g1:1", "g2:1", "e1:1"], "external_labels": {"ring": "glob"}},
+        {"hashring": "catch-all", "endpoints": ["c1:1"], "algorithm": "hashmod"},
+        {"hashring": "never", "tenants": ["team-b"], "endpoints": ["n1:1", "n2:1"]}
+    ]"#;
+
+    fn ring_name<'m>(m: &'m Multiring, tenant: &str) -> &'m str {
+        m.ring(m.ring_for_tenant(tenant).unwrap()).unwrap().name()
+    }
+
+    #[test]
+    fn tenant_matching_first_ring_wins() {
+        let m = build(RINGS, Algorithm::Ketama, 1).unwrap();
+        // Exact match, and an exact ring takes `team-*` literally.
+        assert_eq!(ring_name(&m, "team-a"), "exact");
+        assert_eq!(ring_name(&m, "team-*"), "exact");
+        // Glob ring: `team-b` matches there before reaching the later exact ring.
+        assert_eq!(ring_name(&m, "team-b"), "glob");
+        assert_eq!(ring_name(&m, "ops-1"), "glob");
+        // `?` is one character, and `*` does not cross `/`.
+        assert_eq!(ring_name(&m, "ops-12"), "catch-all");
+        assert_eq!(ring_name(&m, "team-x/y"), "catch-all");
+        assert_eq!(ring_name(&m, "default-tenant"), "catch-all");
+        assert_eq!(m.ring_for_tenant("team-b").unwrap().index(), 1);
+    }
+
+    #[test]
+    fn no_matching_ring() {
+        let m = build(
+            r#"[{"hashring": "a", "tenants": ["a"], "endpoints": ["x:1"]}]"#,
+            Algorithm::Hashmod,
+            1,
+        )
+        .unwrap();
+        let err = m.ring_for_tenant("b").unwrap_err();
+        assert_eq!(err.to_string(), "no matching hashring to handle tenant b");
+        assert_eq!(m.endpoints_for_tenant("b").unwrap_err(), err);
+        assert!(locate(&m, "b", &[]).is_err());
+    }
+
+    #[test]
+    fn ring_accessors_nodes_and_fan_out() {
+        let m = build(RINGS, Algorithm::Ketama, 1).unwrap();
+        // e1:1 is in two rings but counts once.
+        assert_eq!(m.nodes(), 7);
+        let glob = m.ring(m.ring_for_tenant("ops-1").unwrap()).unwrap();
+        assert_eq!(glob.algorithm(), Algorithm::Ketama);
+        assert_eq!(glob.external_labels().get("ring").unwrap(), "glob");
+        // Ketama keeps file order.
+        let addrs: Vec<&str> = glob
+            .endpoints()
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(addrs, ["g1:1", "g2:1", "e1:1"]);
+        assert_eq!(m.endpoints_for_tenant("ops-1").unwrap(), glob.endpoints());
+        let catch_all = &m.rings()[2];
+        assert_eq!(catch_all.algorithm(), Algorithm::Hashmod);
+        assert!(catch_all.matches_tenant("anything"));
+    }
+
+    #[test]
+    fn hashmod_sorts_by_address() {
+        let m = build(
+            r#"[{"endpoints": ["c:1", "a:1", "b:1"]}]"#,
+            Algorithm::Hashmod,
+            3,
+        )
+        .unwrap();
+        let id = m.ring_for_tenant("t").unwrap();
+        let addrs: Vec<&str> = m.rings()[0]
+            .endpoints()
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(addrs, ["a:1", "b:1", "c:1"]);
+        // hash 4: replicas at 4%3=1, 5%3=2, 6%3=0.
+        let got: Vec<&str> = (0..3)
+            .map(|n| m.get_n(id, 4, n).unwrap().address.as_str())
+            .collect();
+        assert_eq!(got, ["b:1", "c:1", "a:1"]);
+        assert_eq!(
+            m.get_n(id, 4, 3).unwrap_err(),
+            LookupError::InsufficientNodes { have: 3, want: 4 }
+        );
+    }
+
+    #[test]
+    fn fewer_endpoints_than_replication_factor() {
+        // ketama refuses to build, like Thanos.
+        let err = build(
+            r#"[{"hashring": "small", "endpoints": ["a:1", "b:1"]}]"#,
+            Algorithm::Ketama,
+            3,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::TooFewEndpoints {
+                endpoints: 2,
+                replication_factor: 3,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("\"small\""));
+        // hashmod builds, and fails per replica at lookup time, like Thanos.
+        let m = build(r#"[{"endpoints": ["a:1", "b:1"]}]"#, Algorithm::Hashmod, 3).unwrap();
+        let id = m.ring_for_tenant("t").unwrap();
+        assert!(m.get_n(id, 7, 1).is_ok());
+        let err = m.get_n(id, 7, 2).unwrap_err();
+        assert_eq!(err.to_string(), "insufficient nodes; have 2, want 3");
+        assert_eq!(locate(&m, "t", &[]).unwrap_err(), err);
+    }
+
+    #[test]
+    fn other_build_refusals() {
+        let err = build(
+            r#"[{"hashring": "h", "endpoints": [{"address": "a", "az": "z"}]}]"#,
+            Algorithm::Hashmod,
+            1,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::HashmodWithAz { .. }), "{err}");
+        // The ring's own algorithm overrides the default.
+        assert!(build(
+            r#"[{"endpoints": [{"address": "a", "az": "z"}], "algorithm": "ketama"}]"#,
+            Algorithm::Hashmod,
+            1
+        )
+        .is_ok());
+        assert_eq!(
+            build(r#"[{"endpoints": ["a"]}]"#, Algorithm::Ketama, 0).unwrap_err(),
+            ConfigError::ZeroReplicationFactor
+        );
+        assert_eq!(
+            Multiring::new(&[], Algorithm::Ketama, 1).unwrap_err(),
+            ConfigError::Empty
+        );
+        // Hand-built configs are validated too.
+        let mut c = HashringConfig {
+            endpoints: vec![EndpointConfig {
+                address: "a".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        c.shuffle_sharding_config.shard_size = 3;
+        assert!(matches!(
+            Multiring::new(&[c], Algorithm::Ketama, 1).unwrap_err(),
+            ConfigError::ShuffleShardingUnsupported { .. }
+        ));
+    }
+
+    #[test]
+    fn replica_out_of_range_and_foreign_ids() {
+        let m = build(r#"[{"endpoints": ["a", "b", "c"]}]"#, Algorithm::Ketama, 2).unwrap();
+        let id = m.ring_for_tenant("t").unwrap();
+        assert!(matches!(
+            m.get_n(id, 1, 2),
+            Err(LookupError::ReplicaOutOfRange { n: 2, .. })
+        ));
+        let big = build(
+            r#"[{"tenants": ["x"], "endpoints": ["a"]}, {"endpoints": ["b"]}]"#,
+            Algorithm::Ketama,
+            1,
+        )
+        .unwrap();
+        let foreign = big.ring_for_tenant("t").unwrap();
+        assert_eq!(m.get_n(foreign, 1, 0), Err(LookupError::UnknownRing(1)));
+        assert!(m.ring(foreign).is_none());
+    }
+
+    #[test]
+    fn locate_sorts_labels() {
+        let m = build(RINGS, Algorithm::Ketama, 2).unwrap();
+        let l = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        let sorted = [l("__name__", "up"), l("instance", "x"), l("job", "j")];
+        let unsorted = [l("job", "j"), l("__name__", "up"), l("instance", "x")];
+        let a = locate(&m, "ops-1", &sorted).unwrap();
+        assert_eq!(a, locate(&m, "ops-1", &unsorted).unwrap());
+        assert_eq!(a.hashring, "glob");
+        assert_eq!(a.endpoints.len(), 2);
+        assert_ne!(a.endpoints[0], a.endpoints[1]);
+        let h = series_hash(
+            "ops-1",
+            [("__name__", "up"), ("instance", "x"), ("job", "j")],
+        );
+        let id = m.ring_for_tenant("ops-1").unwrap();
+        assert_eq!(a.endpoints[0], m.get_n(id, h, 0).unwrap().address);
+    }
+}
