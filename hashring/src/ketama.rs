@@ -27,7 +27,7 @@ pub(crate) enum BuildError {
 }
 
 /// A built ketama ring: section hashes and their replica endpoint indices.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Ketama {
     /// Sorted section hashes, kept apart from replicas so the binary search stays in cache.
     hashes: Vec<u64>,
@@ -104,6 +104,16 @@ impl Ketama {
     #[cfg(test)]
     pub(crate) fn sections(&self) -> usize {
         self.hashes.len()
+    }
+}
+
+impl std::fmt::Debug for Ketama {
+    // Summarised: the section tables hold thousands of entries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ketama")
+            .field("sections", &self.hashes.len())
+            .field("replication_factor", &self.replication_factor)
+            .finish()
     }
 }
 
