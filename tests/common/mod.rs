@@ -1034,7 +1034,6 @@ impl Ingestor {
             format!("--http-address={http}"),
             format!("--grpc-address={grpc}"),
             format!("--tsdb.path={}", data.display()),
-            format!("--label=replica=\"{name}\""),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
