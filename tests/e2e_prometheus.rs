@@ -185,9 +185,10 @@ fn prometheus_remote_write_through_router_survives_ingestor_kill_and_reads_back_
     ] {
         let got = read_all(addr, Some(DIRECT_TENANT), direct_start, direct_end)
             .unwrap_or_else(|e| panic!("remote read of tenant {DIRECT_TENANT} from {what}: {e}"));
-        assert_eq!(
-            got, direct_expected,
-            "tenant {DIRECT_TENANT} as read from {what}"
+        assert_same_samples(
+            &format!("tenant {DIRECT_TENANT} as read from {what}"),
+            &direct_expected,
+            &got,
         );
     }
 

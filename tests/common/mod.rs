@@ -73,9 +73,13 @@ pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-/// The binary under test.
+/// The binary under test: the one Cargo built for this test run, or `$RINGEST_BIN` to run the
+/// end-to-end tests against another build (e.g. a release binary).
 pub fn ringest_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ringest"))
+    match std::env::var_os("RINGEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_ringest")),
+    }
 }
 
 /// The Prometheus binary (`$PROMETHEUS_BIN` or `prometheus` on `$PATH`, Debian's 2.42).
@@ -1359,4 +1363,52 @@ pub fn assert_read_matches_dump(
         "{what}: PromQL has samples that promtool did not dump"
     );
     c
+}
+
+/// Asserts that two remote-read results are identical, with a short message naming the first
+/// differences (never the whole data).
+pub fn assert_same_samples(
+    what: &str,
+    expected: &BTreeMap<Labels, Samples>,
+    actual: &BTreeMap<Labels, Samples>,
+) {
+    if expected == actual {
+        return;
+    }
+    let missing: Vec<&Labels> = expected
+        .keys()
+        .filter(|l| !actual.contains_key(*l))
+        .take(3)
+        .collect();
+    let extra: Vec<&Labels> = actual
+        .keys()
+        .filter(|l| !expected.contains_key(*l))
+        .take(3)
+        .collect();
+    let differ: Vec<String> = expected
+        .iter()
+        .filter_map(|(l, s)| actual.get(l).filter(|a| *a != s).map(|a| (l, s, a)))
+        .take(3)
+        .map(|(l, s, a)| {
+            let show = |v: &Samples| {
+                v.iter()
+                    .take(4)
+                    .map(|(t, b)| format!("{t}:{b:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            format!(
+                "{l:?}: expected {} samples [{}..], got {} [{}..]",
+                s.len(),
+                show(s),
+                a.len(),
+                show(a)
+            )
+        })
+        .collect();
+    panic!(
+        "{what}: expected {} series, got {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}; differing e.g. {differ:?}",
+        expected.len(),
+        actual.len()
+    );
 }
