@@ -176,6 +176,11 @@ impl Target<'_> {
             &["encoding"],
         );
         self.valid_write("after-gzip", "/api/v1/receive");
+        let stored = read_all(self.read, None, now_ms() - 60_000, now_ms()).unwrap();
+        assert!(
+            !stored.keys().any(|l| l["__name__"] == "hostile_never"),
+            "{n}: a request answered 415 was stored"
+        );
 
         // 400: corrupt snappy.
         let r = post_raw(self.rw, "/api/v1/receive", &WRITE_HEADERS, CORRUPT_SNAPPY);
