@@ -13,7 +13,7 @@ use common::*;
 #[test]
 fn harness_against_prometheus_receiver() {
     let t0 = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_dir(module_path!());
     let dir = tmp.path();
     let w0 = now_ms() - 1000;
 

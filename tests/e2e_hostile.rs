@@ -296,7 +296,7 @@ impl Target<'_> {
 
 #[test]
 fn hostile_requests_get_precise_errors_and_do_not_disturb_valid_writes() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_dir(module_path!());
     let dir = tmp.path();
     let limit = format!("--remote-write.max-body-bytes={MAX_BODY}");
     let mut ingestor = Ingestor::start("ingest", dir, &[&limit]);

@@ -61,7 +61,7 @@ fn direct_request(ts: i64, round: usize) -> WriteRequest {
 #[test]
 fn prometheus_remote_write_through_router_survives_ingestor_kill_and_reads_back_identically() {
     let t0 = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_dir(module_path!());
     let dir = tmp.path();
     let w0 = now_ms() - 1000;
 

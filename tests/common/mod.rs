@@ -1414,3 +1414,17 @@ pub fn assert_same_samples(
         actual.len()
     );
 }
+
+/// A fresh temporary directory for one test (`ringest-<name>-XXXX` under the system temp dir),
+/// removed at the end unless `$RINGEST_E2E_KEEP` is set (then its path is printed).
+pub fn test_dir(name: &str) -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix(&format!("ringest-{name}-"))
+        .tempdir()
+        .unwrap();
+    if std::env::var_os("RINGEST_E2E_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("[harness] keeping {}", dir.path().display());
+    }
+    dir
+}
