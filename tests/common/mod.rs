@@ -4,6 +4,11 @@
 //!
 //! Everything is bounded in time (every wait has a deadline, every socket a timeout) and talks to
 //! 127.0.0.1 only.
+//!
+//! Environment: `RINGEST_BIN` (binary under test, default the one Cargo built), `PROMETHEUS_BIN`,
+//! `PROMTOOL_BIN` (default `prometheus`, `promtool` on `$PATH`, Debian's 2.42), `RINGEST_E2E_KEEP`
+//! (keep each test's directory with process logs and TSDBs). Process logs are printed when a test
+//! panics.
 
 #![allow(dead_code)]
 
