@@ -1,13 +1,48 @@
 #!/usr/bin/env bash
-# Installs the real components the end-to-end tests drive: Prometheus 2.42 and promtool (Debian package).
+# Installs the real components the end-to-end tests (tests/e2e_*.rs) drive, and nothing else:
+#   - Prometheus 2.42 and promtool (Debian package `prometheus`; the tests' oracles),
+#   - an external `kill` binary (procps; the harness sends SIGTERM with it).
+# Idempotent: installs only what is missing, and is quiet when everything is there.
+# The harness honours $PROMETHEUS_BIN and $PROMTOOL_BIN to use other binaries instead.
 set -euo pipefail
+
+prometheus_bin="${PROMETHEUS_BIN:-prometheus}"
+promtool_bin="${PROMTOOL_BIN:-promtool}"
+
 need=()
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v "$prometheus_bin" >/dev/null 2>&1 || need+=(prometheus)
+command -v "$promtool_bin" >/dev/null 2>&1 || need+=(prometheus)
+type -P kill >/dev/null 2>&1 || need+=(procps)
+
 if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Unique package names.
+  mapfile -t pkgs < <(printf '%s\n' "${need[@]}" | sort -u)
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps: missing ${pkgs[*]} and no apt-get; install Prometheus 2.42 + promtool" \
+         "(or set PROMETHEUS_BIN/PROMTOOL_BIN) and procps by hand" >&2
+    exit 1
+  fi
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-test-deps: need root or sudo for apt-get" >&2; exit 1; }
+    SUDO="sudo"
+  fi
+  echo "install-test-deps: installing ${pkgs[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # The Debian package enables a system Prometheus on :9090. The tests start their own on free
+  # loopback ports; stop the system one where systemd runs so it does not compete for the CPU.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
 fi
-# The Debian package starts a system Prometheus on :9090; the tests start their own on free ports.
-prometheus --version 2>&1 | head -n 1
+
+# Check that what we have is usable, and say what it is.
+version="$("$prometheus_bin" --version 2>&1 | head -n 1)"
+"$promtool_bin" --version >/dev/null 2>&1 || { echo "install-test-deps: $promtool_bin does not run" >&2; exit 1; }
+"$promtool_bin" tsdb dump --help >/dev/null 2>&1 || { echo "install-test-deps: $promtool_bin has no 'tsdb dump'" >&2; exit 1; }
+case "$version" in
+  *"version 2.42."*) ;;
+  *) echo "install-test-deps: warning: the e2e tests were written against Prometheus 2.42, found: $version" >&2 ;;
+esac
+echo "$version"

@@ -1,0 +1,1435 @@
+//! Shared harness of the end-to-end tests: free loopback ports, child-process guards, a tiny blocking
+//! HTTP/1.1 client, a Prometheus 2.42 launcher with helpers for its HTTP API and for `promtool tsdb dump`,
+//! and Prometheus remote-read / remote-write clients built on the `proto` crate.
+//!
+//! Everything is bounded in time (every wait has a deadline, every socket a timeout) and talks to
+//! 127.0.0.1 only.
+//!
+//! Environment: `RINGEST_BIN` (binary under test, default the one Cargo built), `PROMETHEUS_BIN`,
+//! `PROMTOOL_BIN` (default `prometheus`, `promtool` on `$PATH`, Debian's 2.42), `RINGEST_E2E_KEEP`
+//! (keep each test's directory with process logs and TSDBs). Process logs are printed when a test
+//! panics.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use proto::prompb::{
+    Label, LabelMatcher, MatcherType, Query, ReadRequest, ReadResponse, ResponseType, Sample,
+    TimeSeries, WriteRequest,
+};
+
+/// Bits of the Prometheus stale marker (`value.StaleNaN`).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// Bits of Go's `math.NaN()`, which Prometheus stores for a scraped `NaN`.
+pub const GO_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// A label set, sorted by name.
+pub type Labels = BTreeMap<String, String>;
+/// Samples of one series as (timestamp ms, value bits), sorted by timestamp.
+pub type Samples = Vec<(i64, u64)>;
+
+// ---------------------------------------------------------------------------------------------
+// Time, ports, paths
+// ---------------------------------------------------------------------------------------------
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A Prometheus API time (`1795449137.915`) for a millisecond timestamp.
+pub fn api_time(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// A loopback port that was free a moment ago and was never handed out before in this process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port after 100 tries");
+}
+
+/// `127.0.0.1:<free port>`.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// The binary under test: the one Cargo built for this test run, or `$RINGEST_BIN` to run the
+/// end-to-end tests against another build (e.g. a release binary).
+pub fn ringest_bin() -> PathBuf {
+    match std::env::var_os("RINGEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_ringest")),
+    }
+}
+
+/// The Prometheus binary (`$PROMETHEUS_BIN` or `prometheus` on `$PATH`, Debian's 2.42).
+pub fn prometheus_bin() -> String {
+    std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into())
+}
+
+/// The promtool binary (`$PROMTOOL_BIN` or `promtool` on `$PATH`).
+pub fn promtool_bin() -> String {
+    std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into())
+}
+
+/// Polls `f` every `every` until it returns `Some` or `timeout` passed.
+pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------------------------
+
+/// A child process that is killed when dropped. Its stdout and stderr go to files under `log_dir`
+/// (one pair per start); they are printed when the test panics.
+pub struct Proc {
+    pub name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    log_dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Proc {
+    /// Spawns `program args`, logging under `log_dir`.
+    pub fn spawn(name: &str, program: impl AsRef<Path>, args: &[String], log_dir: &Path) -> Proc {
+        fs::create_dir_all(log_dir).unwrap();
+        let mut p = Proc {
+            name: name.to_string(),
+            program: program.as_ref().to_path_buf(),
+            args: args.to_vec(),
+            log_dir: log_dir.to_path_buf(),
+            child: None,
+            starts: 0,
+        };
+        p.start();
+        p
+    }
+
+    fn log_path(&self, start: u32, stream: &str) -> PathBuf {
+        self.log_dir
+            .join(format!("{}.{}.{}", self.name, start, stream))
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.starts += 1;
+        let out = File::create(self.log_path(self.starts, "stdout")).unwrap();
+        let err = File::create(self.log_path(self.starts, "stderr")).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({:?}): {e}", self.name, self.program));
+        eprintln!(
+            "[harness] started {} pid {}: {:?} {}",
+            self.name,
+            child.id(),
+            self.program,
+            self.args.join(" ")
+        );
+        self.child = Some(child);
+    }
+
+    /// The process id of the running child.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The exit status if the child has exited (reaping it), `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Panics (with the logs) if the child is not running.
+    pub fn assert_running(&mut self) {
+        if self.child.is_none() {
+            panic!("{} is not running\n{}", self.name, self.logs());
+        }
+        if let Some(status) = self.exited() {
+            panic!("{} exited with {status}\n{}", self.name, self.logs());
+        }
+    }
+
+    /// SIGKILL (`Child::kill`), then reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("[harness] SIGKILLed {}", self.name);
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status if it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("[harness] {} exited after SIGTERM: {status}", self.name);
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "[harness] {} ignored SIGTERM for {grace:?}; SIGKILL",
+            self.name
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Starts the process again with the same program and arguments (it must be stopped).
+    pub fn restart(&mut self) {
+        self.start();
+    }
+
+    /// The last 16 KiB of every log of this process.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for start in 1..=self.starts {
+            for stream in ["stdout", "stderr"] {
+                let path = self.log_path(start, stream);
+                let data = fs::read(&path).unwrap_or_default();
+                let tail = &data[data.len().saturating_sub(16 * 1024)..];
+                s.push_str(&format!(
+                    "----- {} (start {start}) {stream}: {} -----\n{}\n",
+                    self.name,
+                    path.display(),
+                    String::from_utf8_lossy(tail)
+                ));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 client (blocking, one request per connection)
+// ---------------------------------------------------------------------------------------------
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn is_2xx(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Sends one request to `addr` (`host:port`) and reads the whole response, within `timeout`.
+pub fn http_request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Response> {
+    let deadline = Instant::now() + timeout;
+    let sock: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&sock, timeout)?;
+    stream.set_nodelay(true)?;
+    let left = |d: Instant| {
+        d.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    stream.set_write_timeout(Some(left(deadline)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: ringest-e2e\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    // A server may answer (413, 415) and close before reading a large body: keep going to read it.
+    let write_result = stream.write_all(&req).and_then(|_| stream.flush());
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{method} {addr}{path}: timeout"),
+            ));
+        }
+        stream.set_read_timeout(Some(left(deadline)))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if !raw.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => {
+                return Err(match write_result {
+                    Err(w) => io::Error::new(
+                        w.kind(),
+                        format!("{method} {addr}{path}: write: {w}; read: {e}"),
+                    ),
+                    Ok(()) => io::Error::new(e.kind(), format!("{method} {addr}{path}: read: {e}")),
+                })
+            }
+        }
+    }
+    parse_response(&raw).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{method} {addr}{path}: {e}"),
+        )
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no header end in {} bytes", raw.len()))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|e| e.to_string())?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        if body.len() < len {
+            return Err(format!("body truncated: {} of {len} bytes", body.len()));
+        }
+        body.truncate(len);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("chunk size line missing")?;
+        let size_str = std::str::from_utf8(&data[..eol]).map_err(|e| e.to_string())?;
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
+            .map_err(|e| format!("bad chunk size {size_str:?}: {e}"))?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err("chunk truncated".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// `GET addr path` with a 10 s timeout.
+pub fn http_get(addr: &str, path: &str) -> io::Result<Response> {
+    http_request("GET", addr, path, &[], &[], Duration::from_secs(10))
+}
+
+/// `POST addr path` with a form body and a 60 s timeout.
+pub fn http_post_form(addr: &str, path: &str, form: &[(&str, &str)]) -> io::Result<Response> {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    http_request(
+        "POST",
+        addr,
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+        Duration::from_secs(60),
+    )
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Polls `GET addr path` until it answers 200, panicking after `timeout` (or as soon as `proc`
+/// exited), with its logs.
+pub fn wait_http_ok(addr: &str, path: &str, timeout: Duration, mut proc: Option<&mut Proc>) {
+    let start = Instant::now();
+    let mut last = String::from("no attempt");
+    let ok = poll(timeout, Duration::from_millis(100), || {
+        if let Some(p) = proc.as_deref_mut() {
+            p.assert_running();
+        }
+        match http_get(addr, path) {
+            Ok(r) if r.status == 200 => Some(()),
+            Ok(r) => {
+                last = format!("status {}: {}", r.status, r.text());
+                None
+            }
+            Err(e) => {
+                last = e.to_string();
+                None
+            }
+        }
+    });
+    if ok.is_none() {
+        let logs = proc.map(|p| p.logs()).unwrap_or_default();
+        panic!("GET http://{addr}{path} not 200 after {timeout:?} (last: {last})\n{logs}");
+    }
+    eprintln!(
+        "[harness] http://{addr}{path} is 200 after {:?}",
+        start.elapsed()
+    );
+}
+
+/// Sums every sample of metric `name` in the text exposition at `http://addr/metrics` whose line
+/// contains all of `label_substrings`. `None` when no line matched.
+pub fn scrape_metric(addr: &str, name: &str, label_substrings: &[&str]) -> Option<f64> {
+    let r = http_get(addr, "/metrics").ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    let text = r.text();
+    let mut sum = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let rest = match line.strip_prefix(name) {
+            Some(rest) if rest.starts_with('{') || rest.starts_with(' ') => rest,
+            _ => continue,
+        };
+        if !label_substrings.iter().all(|s| rest.contains(s)) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        *sum.get_or_insert(0.0) += value;
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus
+// ---------------------------------------------------------------------------------------------
+
+/// One series of a PromQL matrix: its labels and its raw `[time, "value"]` pairs as Prometheus
+/// printed them (time in ms, value as the exact string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatrixSeries {
+    pub labels: Labels,
+    pub values: Vec<(i64, String)>,
+}
+
+/// A Prometheus server started by a test.
+pub struct Prometheus {
+    pub proc: Proc,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl Prometheus {
+    /// Writes `config_yaml` to `<dir>/<name>.yml` and starts Prometheus on `addr` with data under
+    /// `<dir>/<name>-data`, lifecycle API on, plus `extra_args`; waits until `/-/ready`.
+    pub fn start(
+        name: &str,
+        dir: &Path,
+        addr: &str,
+        config_yaml: &str,
+        extra_args: &[&str],
+    ) -> Prometheus {
+        let config_path = dir.join(format!("{name}.yml"));
+        let data_dir = dir.join(format!("{name}-data"));
+        fs::write(&config_path, config_yaml).unwrap();
+        let mut args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", data_dir.display()),
+            format!("--web.listen-address={addr}"),
+            "--web.enable-lifecycle".to_string(),
+            "--log.level=info".to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut proc = Proc::spawn(name, prometheus_bin(), &args, &dir.join("logs"));
+        wait_http_ok(addr, "/-/ready", Duration::from_secs(30), Some(&mut proc));
+        Prometheus {
+            proc,
+            addr: addr.to_string(),
+            data_dir,
+            config_path,
+        }
+    }
+
+    /// Rewrites the config file and `POST /-/reload`s it; panics unless Prometheus answers 200.
+    pub fn reload(&self, config_yaml: &str) {
+        fs::write(&self.config_path, config_yaml).unwrap();
+        let r = http_request(
+            "POST",
+            &self.addr,
+            "/-/reload",
+            &[],
+            &[],
+            Duration::from_secs(30),
+        )
+        .expect("POST /-/reload");
+        assert_eq!(
+            r.status,
+            200,
+            "reload of {} failed: {}",
+            self.proc.name,
+            r.text()
+        );
+    }
+
+    /// Sum of metric `name` (lines containing all `label_substrings`) on this Prometheus's `/metrics`.
+    pub fn metric(&self, name: &str, label_substrings: &[&str]) -> Option<f64> {
+        scrape_metric(&self.addr, name, label_substrings)
+    }
+
+    fn api(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let r = http_post_form(&self.addr, path, form).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("{path}: status {} bad JSON ({e}): {}", r.status, r.text()));
+        assert_eq!(
+            v["status"],
+            "success",
+            "{} {path} {form:?}: status {}: {}",
+            self.proc.name,
+            r.status,
+            r.text()
+        );
+        // Prometheus 2.42 turns a failed remote read into a warning next to an (empty) successful
+        // result: a warning means the data is incomplete, so it fails the test.
+        if let Some(w) = v.get("warnings") {
+            panic!("{} {path} {form:?}: warnings: {w}", self.proc.name);
+        }
+        v["data"].clone()
+    }
+
+    /// `/api/v1/series` for `matcher` over [start_ms, end_ms], sorted.
+    pub fn series(&self, matcher: &str, start_ms: i64, end_ms: i64) -> Vec<Labels> {
+        let (s, e) = (api_time(start_ms), api_time(end_ms));
+        let data = self.api(
+            "/api/v1/series",
+            &[("match[]", matcher), ("start", &s), ("end", &e)],
+        );
+        let mut out: Vec<Labels> = data
+            .as_array()
+            .expect("series data is an array")
+            .iter()
+            .map(json_labels)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `/api/v1/query` of `query` at `time_ms`; the result must be a matrix (a range selector).
+    /// Sorted by labels.
+    pub fn query_matrix(&self, query: &str, time_ms: i64) -> Vec<MatrixSeries> {
+        let t = api_time(time_ms);
+        let data = self.api("/api/v1/query", &[("query", query), ("time", &t)]);
+        assert_eq!(data["resultType"], "matrix", "{query}: not a matrix");
+        let mut out: Vec<MatrixSeries> = data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| MatrixSeries {
+                labels: json_labels(&s["metric"]),
+                values: s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        let ts = p[0].as_f64().expect("time is a number");
+                        (
+                            (ts * 1000.0).round() as i64,
+                            p[1].as_str().expect("value is a string").to_string(),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Instant-vector `query` at `time_ms` as (labels, value string), sorted.
+    pub fn query_vector(&self, query: &str, time_ms: i64) -> Vec<(Labels, String)> {
+        let t = api_time(time_ms);
+        let data = self.api("/api/v1/query", &[("query", query), ("time", &t)]);
+        assert_eq!(data["resultType"], "vector", "{query}: not a vector");
+        let mut out: Vec<(Labels, String)> = data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    json_labels(&s["metric"]),
+                    s["value"][1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Stops with SIGTERM (waiting up to 30 s).
+    pub fn stop(&mut self) {
+        self.proc.terminate(Duration::from_secs(30));
+    }
+}
+
+fn json_labels(v: &serde_json::Value) -> Labels {
+    v.as_object()
+        .expect("labels are an object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// One line of `promtool tsdb dump`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpSample {
+    pub labels: Labels,
+    pub ts: i64,
+    /// The value as promtool printed it (Go `%g`: shortest representation that round-trips).
+    pub value_str: String,
+    pub value: f64,
+}
+
+/// Runs `promtool tsdb dump --min-time --max-time <data_dir>` (bounded to 120 s) and parses it.
+/// promtool 2.42 prints `{name="value", ...} <%g value> <ms timestamp>` per sample, reading the
+/// blocks and the head (WAL) of the directory; both kinds of NaN print as `NaN`.
+pub fn promtool_dump(data_dir: &Path, min_ms: i64, max_ms: i64) -> Vec<DumpSample> {
+    let dir = data_dir.parent().unwrap();
+    let out_path = dir.join(format!(
+        "{}.dump.{}",
+        data_dir.file_name().unwrap().to_string_lossy(),
+        now_ms()
+    ));
+    let err_path = out_path.with_extension("stderr");
+    let mut child = Command::new(promtool_bin())
+        .args(["tsdb", "dump"])
+        .arg(format!("--min-time={min_ms}"))
+        .arg(format!("--max-time={max_ms}"))
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("promtool");
+    let status = poll(Duration::from_secs(120), Duration::from_millis(100), || {
+        child.try_wait().ok().flatten()
+    });
+    let status = match status {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("promtool tsdb dump timed out");
+        }
+    };
+    assert!(
+        status.success(),
+        "promtool tsdb dump failed: {status}: {}",
+        fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let text = fs::read_to_string(&out_path).unwrap();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| parse_dump_line(l).unwrap_or_else(|e| panic!("promtool line {l:?}: {e}")))
+        .collect()
+}
+
+/// Parses `{a="b", c="d"} 1.5 1700000000000`.
+pub fn parse_dump_line(line: &str) -> Result<DumpSample, String> {
+    let (labels, rest) = parse_go_labels(line)?;
+    let mut parts = rest.split_ascii_whitespace();
+    let value_str = parts.next().ok_or("no value")?.to_string();
+    let ts = parts
+        .next()
+        .ok_or("no timestamp")?
+        .parse::<i64>()
+        .map_err(|e| e.to_string())?;
+    if parts.next().is_some() {
+        return Err("trailing fields".into());
+    }
+    let value = parse_go_float(&value_str)?;
+    Ok(DumpSample {
+        labels,
+        ts,
+        value_str,
+        value,
+    })
+}
+
+/// Parses a float printed by Go (`NaN`, `+Inf`, `-Inf`, `1e-05`, ...).
+pub fn parse_go_float(s: &str) -> Result<f64, String> {
+    match s {
+        "NaN" => Ok(f64::from_bits(GO_NAN_BITS)),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().map_err(|e| format!("float {s:?}: {e}")),
+    }
+}
+
+/// Parses a Go `labels.Labels.String()` (`{a="b", c="d"}`, values `strconv.Quote`d) at the start
+/// of `s`; returns the labels and the rest after the closing brace.
+pub fn parse_go_labels(s: &str) -> Result<(Labels, &str), String> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'{') {
+        return Err("labels must start with '{'".into());
+    }
+    let mut i = 1;
+    let mut labels = Labels::new();
+    if b.get(i) == Some(&b'}') {
+        return Ok((labels, &s[i + 1..]));
+    }
+    loop {
+        let eq = s[i..].find('=').ok_or("no '='")? + i;
+        let name = s[i..eq].to_string();
+        i = eq + 1;
+        if b.get(i) != Some(&b'"') {
+            return Err("value must be quoted".into());
+        }
+        i += 1;
+        let mut value = String::new();
+        loop {
+            let c = s[i..].chars().next().ok_or("unterminated value")?;
+            i += c.len_utf8();
+            match c {
+                '"' => break,
+                '\\' => {
+                    let e = s[i..].chars().next().ok_or("dangling escape")?;
+                    i += 1;
+                    match e {
+                        'n' => value.push('\n'),
+                        't' => value.push('\t'),
+                        'r' => value.push('\r'),
+                        'a' => value.push('\x07'),
+                        'b' => value.push('\x08'),
+                        'f' => value.push('\x0c'),
+                        'v' => value.push('\x0b'),
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        '\'' => value.push('\''),
+                        'x' | 'u' | 'U' => {
+                            let n = match e {
+                                'x' => 2,
+                                'u' => 4,
+                                _ => 8,
+                            };
+                            let hex = s.get(i..i + n).ok_or("short escape")?;
+                            let code = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+                            i += n;
+                            value.push(char::from_u32(code).ok_or("bad code point")?);
+                        }
+                        other => return Err(format!("unknown escape \\{other}")),
+                    }
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name, value);
+        match b.get(i) {
+            Some(b',') => {
+                i += 1;
+                if b.get(i) == Some(&b' ') {
+                    i += 1;
+                }
+            }
+            Some(b'}') => return Ok((labels, &s[i + 1..])),
+            _ => return Err(format!("unexpected byte at {i}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remote read / remote write
+// ---------------------------------------------------------------------------------------------
+
+/// A label matcher.
+pub fn matcher(kind: MatcherType, name: &str, value: &str) -> LabelMatcher {
+    LabelMatcher {
+        r#type: kind as i32,
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+/// A query for every series (`__name__=~".+"`) over [start_ms, end_ms].
+pub fn query_all(start_ms: i64, end_ms: i64) -> Query {
+    Query {
+        start_timestamp_ms: start_ms,
+        end_timestamp_ms: end_ms,
+        matchers: vec![matcher(MatcherType::Re, "__name__", ".+")],
+        hints: None,
+    }
+}
+
+/// Sends a remote-read request (SAMPLES) to `http://addr/api/v1/read`. `Err` carries the status and
+/// body of a non-200 answer or the transport error.
+pub fn remote_read(
+    addr: &str,
+    tenant: Option<&str>,
+    queries: Vec<Query>,
+) -> Result<ReadResponse, String> {
+    let req = ReadRequest {
+        queries,
+        accepted_response_types: vec![ResponseType::Samples as i32],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    let mut headers = vec![
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Read-Version", "0.1.0"),
+    ];
+    if let Some(t) = tenant {
+        headers.push(("THANOS-TENANT", t));
+    }
+    let r = http_request(
+        "POST",
+        addr,
+        "/api/v1/read",
+        &headers,
+        &body,
+        Duration::from_secs(60),
+    )
+    .map_err(|e| format!("remote read {addr}: {e}"))?;
+    if r.status != 200 {
+        return Err(format!(
+            "remote read {addr}: status {}: {}",
+            r.status,
+            r.text()
+        ));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&r.body)
+        .map_err(|e| format!("remote read {addr}: snappy: {e}"))?;
+    ReadResponse::decode(raw.as_slice()).map_err(|e| format!("remote read {addr}: protobuf: {e}"))
+}
+
+/// Labels of a protobuf series as a map; panics on duplicate names.
+pub fn pb_labels(labels: &[Label]) -> Labels {
+    let mut out = Labels::new();
+    for l in labels {
+        assert!(
+            out.insert(l.name.clone(), l.value.clone()).is_none(),
+            "duplicate label {} in {labels:?}",
+            l.name
+        );
+    }
+    out
+}
+
+/// Remote-reads every series over [start_ms, end_ms] and returns them as labels -> samples (bits).
+/// Panics if a series appears twice, if its samples are not strictly increasing in time, or if a
+/// sample lies outside the queried range.
+pub fn read_all(
+    addr: &str,
+    tenant: Option<&str>,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<BTreeMap<Labels, Samples>, String> {
+    let resp = remote_read(addr, tenant, vec![query_all(start_ms, end_ms)])?;
+    if resp.results.len() != 1 {
+        return Err(format!("{} results for 1 query", resp.results.len()));
+    }
+    let mut out = BTreeMap::new();
+    for ts in &resp.results[0].timeseries {
+        let labels = pb_labels(&ts.labels);
+        let samples: Samples = ts
+            .samples
+            .iter()
+            .map(|s| (s.timestamp, s.value.to_bits()))
+            .collect();
+        if let Some(w) = samples.windows(2).find(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "{labels:?}: samples not strictly increasing in time: {w:?}"
+            ));
+        }
+        if let Some(s) = samples.iter().find(|s| s.0 < start_ms || s.0 > end_ms) {
+            return Err(format!(
+                "{labels:?}: sample {s:?} outside [{start_ms}, {end_ms}]"
+            ));
+        }
+        if out.insert(labels.clone(), samples).is_some() {
+            return Err(format!("series {labels:?} returned twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// A series from label pairs (kept in the given order) and (timestamp ms, value) samples.
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A snappy-compressed (block format) protobuf `WriteRequest`.
+pub fn encode_write(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap()
+}
+
+/// The headers of a remote-write 1.0 request.
+pub const WRITE_HEADERS: [(&str, &str); 3] = [
+    ("Content-Type", "application/x-protobuf"),
+    ("Content-Encoding", "snappy"),
+    ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+];
+
+/// POSTs a raw body to `http://addr path` with the given headers (10 s timeout).
+pub fn post_raw(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    http_request("POST", addr, path, headers, body, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("POST {addr}{path}: {e}"))
+}
+
+/// Sends a remote-write 1.0 request to `http://addr/api/v1/receive`.
+pub fn remote_write(addr: &str, tenant: Option<&str>, req: &WriteRequest) -> Response {
+    let mut headers = WRITE_HEADERS.to_vec();
+    if let Some(t) = tenant {
+        headers.push(("THANOS-TENANT", t));
+    }
+    post_raw(addr, "/api/v1/receive", &headers, &encode_write(req))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ringest processes
+// ---------------------------------------------------------------------------------------------
+
+/// A `ringest ingest` process and its addresses.
+pub struct Ingestor {
+    pub proc: Proc,
+    pub rw: String,
+    pub http: String,
+    pub grpc: String,
+    pub data: PathBuf,
+}
+
+impl Ingestor {
+    /// Starts `ringest ingest` with data under `<dir>/<name>` and waits for `/-/ready`.
+    pub fn start(name: &str, dir: &Path, extra_args: &[&str]) -> Ingestor {
+        let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
+        let data = dir.join(name);
+        fs::create_dir_all(&data).unwrap();
+        let mut args = vec![
+            "ingest".to_string(),
+            format!("--remote-write.address={rw}"),
+            format!("--http-address={http}"),
+            format!("--grpc-address={grpc}"),
+            format!("--tsdb.path={}", data.display()),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
+        let mut ing = Ingestor {
+            proc,
+            rw,
+            http,
+            grpc,
+            data,
+        };
+        ing.wait_ready();
+        ing
+    }
+
+    pub fn wait_ready(&mut self) {
+        wait_http_ok(
+            &self.http,
+            "/-/ready",
+            Duration::from_secs(60),
+            Some(&mut self.proc),
+        );
+    }
+}
+
+/// A `ringest router` process and its addresses.
+pub struct Router {
+    pub proc: Proc,
+    pub rw: String,
+    pub http: String,
+    pub grpc: String,
+    pub hashrings: PathBuf,
+}
+
+impl Router {
+    /// Writes a one-ring `hashrings.json` with `endpoints` and starts `ringest router` (ketama, `rf`)
+    /// and waits for `/-/ready`.
+    pub fn start(
+        name: &str,
+        dir: &Path,
+        endpoints: &[&str],
+        rf: usize,
+        extra_args: &[&str],
+    ) -> Router {
+        let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
+        let hashrings = dir.join(format!("{name}-hashrings.json"));
+        let ring = serde_json::json!([{ "hashring": "default", "endpoints": endpoints }]);
+        fs::write(&hashrings, serde_json::to_string_pretty(&ring).unwrap()).unwrap();
+        let mut args = vec![
+            "router".to_string(),
+            format!("--remote-write.address={rw}"),
+            format!("--http-address={http}"),
+            format!("--grpc-address={grpc}"),
+            format!("--receive.hashrings-file={}", hashrings.display()),
+            "--receive.hashrings-algorithm=ketama".to_string(),
+            format!("--receive.replication-factor={rf}"),
+            "--receive-forward-timeout=5s".to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
+        wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
+        Router {
+            proc,
+            rw,
+            http,
+            grpc,
+            hashrings,
+        }
+    }
+}
+
+/// Opens (creating) a file for appending; used for test reports.
+pub fn append_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus configs and oracles shared by the end-to-end tests
+// ---------------------------------------------------------------------------------------------
+
+/// Config of the scraping Prometheus ("A"): 1 s scrapes of itself and of `jobs` (job name, targets),
+/// remote write to `remote_write_url` with a short queue so that samples leave within ~1 s.
+/// Metadata is sent every 5 s so that the receiver sees metadata-only requests during the run.
+pub fn scraper_config(self_addr: &str, jobs: &[(&str, &[&str])], remote_write_url: &str) -> String {
+    let mut y = String::from(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    y.push_str(&format!(
+        "  - job_name: prometheus\n    static_configs: [{{targets: ['{self_addr}']}}]\n"
+    ));
+    for (job, targets) in jobs {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        y.push_str(&format!(
+            "  - job_name: {job}\n    static_configs: [{{targets: [{}]}}]\n",
+            targets.join(", ")
+        ));
+    }
+    y.push_str(&format!(
+        "remote_write:\n  - url: {remote_write_url}\n    remote_timeout: 10s\n    queue_config:\n      capacity: 10000\n      min_shards: 1\n      max_shards: 1\n      max_samples_per_send: 2000\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n    metadata_config:\n      send: true\n      send_interval: 5s\n"
+    ));
+    y
+}
+
+/// Config of the reading Prometheus ("B"): no scrape jobs, one remote read endpoint, recent data
+/// read remotely too.
+pub fn reader_config(remote_read_url: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\nscrape_configs: []\nremote_read:\n  - url: {remote_read_url}\n    read_recent: true\n    remote_timeout: 30s\n"
+    )
+}
+
+/// Remote-write counters of a Prometheus, summed over its queues.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RemoteWriteStats {
+    pub samples_total: f64,
+    pub samples_failed: f64,
+    pub samples_retried: f64,
+    pub samples_dropped: f64,
+    pub metadata_total: f64,
+    pub metadata_failed: f64,
+    pub highest_ts_s: f64,
+    pub highest_sent_s: f64,
+}
+
+impl Prometheus {
+    /// Its remote-write counters (2.42 names: `prometheus_remote_storage_samples_{total,failed_total,
+    /// retried_total,dropped_total}`, `..._highest_timestamp_in_seconds` (appended) and
+    /// `..._queue_highest_sent_timestamp_seconds`, both whole seconds).
+    pub fn remote_write_stats(&self) -> RemoteWriteStats {
+        let m = |n: &str| {
+            self.metric(n, &[])
+                .unwrap_or_else(|| panic!("{} has no metric {n}", self.proc.name))
+        };
+        RemoteWriteStats {
+            samples_total: m("prometheus_remote_storage_samples_total"),
+            samples_failed: m("prometheus_remote_storage_samples_failed_total"),
+            samples_retried: m("prometheus_remote_storage_samples_retried_total"),
+            samples_dropped: m("prometheus_remote_storage_samples_dropped_total"),
+            metadata_total: m("prometheus_remote_storage_metadata_total"),
+            metadata_failed: m("prometheus_remote_storage_metadata_failed_total"),
+            highest_ts_s: m("prometheus_remote_storage_highest_timestamp_in_seconds"),
+            highest_sent_s: m("prometheus_remote_storage_queue_highest_sent_timestamp_seconds"),
+        }
+    }
+
+    /// Waits until the remote-write queue has sent a sample stamped at least 3 s after `cutoff_ms`
+    /// (the metric has whole-second resolution and scrapes of different jobs commit slightly out of
+    /// order, hence the margin). With one shard the queue sends in WAL order, so everything stamped
+    /// up to the cutoff has been acknowledged by then.
+    pub fn wait_sent_past(&self, cutoff_ms: i64, timeout: Duration) -> RemoteWriteStats {
+        let want = (cutoff_ms / 1000 + 3) as f64;
+        let mut last = RemoteWriteStats::default();
+        let ok = poll(timeout, Duration::from_millis(250), || {
+            last = self.remote_write_stats();
+            (last.highest_sent_s >= want).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{}: remote write did not send past {want} s within {timeout:?}: {last:?}",
+            self.proc.name
+        );
+        last
+    }
+}
+
+/// Samples of a PromQL matrix as (labels, ts) -> value string.
+pub fn matrix_points(m: &[MatrixSeries]) -> BTreeMap<(Labels, i64), String> {
+    let mut out = BTreeMap::new();
+    for s in m {
+        for (ts, v) in &s.values {
+            out.insert((s.labels.clone(), *ts), v.clone());
+        }
+    }
+    out
+}
+
+/// Asserts that two PromQL matrices are identical (labels, timestamps, value strings); returns the
+/// number of samples compared.
+pub fn assert_matrices_equal(
+    what: &str,
+    expected: &[MatrixSeries],
+    actual: &[MatrixSeries],
+) -> usize {
+    let e: Vec<&Labels> = expected.iter().map(|s| &s.labels).collect();
+    let a: Vec<&Labels> = actual.iter().map(|s| &s.labels).collect();
+    if e != a {
+        let es: HashSet<&Labels> = e.iter().copied().collect();
+        let as_: HashSet<&Labels> = a.iter().copied().collect();
+        let missing: Vec<_> = es.difference(&as_).take(5).collect();
+        let extra: Vec<_> = as_.difference(&es).take(5).collect();
+        panic!(
+            "{what}: series differ: expected {} actual {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+            e.len(),
+            a.len()
+        );
+    }
+    let mut n = 0;
+    for (x, y) in expected.iter().zip(actual) {
+        if x.values != y.values {
+            let first = x
+                .values
+                .iter()
+                .zip(&y.values)
+                .find(|(p, q)| p != q)
+                .map(|(p, q)| format!("expected {p:?} got {q:?}"))
+                .unwrap_or_else(|| format!("{} vs {} samples", x.values.len(), y.values.len()));
+            panic!("{what}: samples of {:?} differ: {first}", x.labels);
+        }
+        n += x.values.len();
+    }
+    n
+}
+
+/// What [`assert_read_matches_dump`] compared.
+#[derive(Debug, Default, Clone)]
+pub struct DumpComparison {
+    pub series: usize,
+    pub samples: usize,
+    pub stale_markers: usize,
+    pub real_nans: usize,
+    /// Stale markers per `job` label.
+    pub stale_by_job: BTreeMap<String, usize>,
+}
+
+/// Asserts that a remote-read result holds exactly the samples `promtool tsdb dump` printed, bit for
+/// bit: numbers must have the bits of the printed value (Go `%g` round-trips), and a printed `NaN`
+/// must be a stale marker (`0x7ff0000000000002`) unless PromQL (`matrix`, which hides stale
+/// markers) shows a `NaN` at that point, in which case it is a scraped NaN and must not carry the
+/// stale bits. Also checks the dump against the matrix (every non-stale dump sample is in the
+/// matrix with the same printed value and vice versa) so that the dump parsing is cross-checked.
+pub fn assert_read_matches_dump(
+    what: &str,
+    dump: &[DumpSample],
+    matrix: &[MatrixSeries],
+    read: &BTreeMap<Labels, Samples>,
+) -> DumpComparison {
+    let points = matrix_points(matrix);
+    let mut by_series: BTreeMap<&Labels, Vec<&DumpSample>> = BTreeMap::new();
+    for d in dump {
+        by_series.entry(&d.labels).or_default().push(d);
+    }
+    let read_nonempty: BTreeMap<&Labels, &Samples> =
+        read.iter().filter(|(_, s)| !s.is_empty()).collect();
+    let dump_keys: Vec<&Labels> = by_series.keys().copied().collect();
+    let read_keys: Vec<&Labels> = read_nonempty.keys().copied().collect();
+    if dump_keys != read_keys {
+        let d: HashSet<&Labels> = dump_keys.iter().copied().collect();
+        let r: HashSet<&Labels> = read_keys.iter().copied().collect();
+        let missing: Vec<_> = d.difference(&r).take(5).collect();
+        let extra: Vec<_> = r.difference(&d).take(5).collect();
+        panic!(
+            "{what}: series differ: promtool {} remote read {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+            d.len(),
+            r.len()
+        );
+    }
+    let mut c = DumpComparison::default();
+    let mut matrix_seen = 0usize;
+    for (labels, ds) in &by_series {
+        let rs = read_nonempty[labels];
+        let dts: Vec<i64> = ds.iter().map(|d| d.ts).collect();
+        let rts: Vec<i64> = rs.iter().map(|r| r.0).collect();
+        assert_eq!(
+            dts, rts,
+            "{what}: timestamps of {labels:?} differ (promtool vs remote read)"
+        );
+        for (d, &(ts, bits)) in ds.iter().zip(rs.iter()) {
+            let got = f64::from_bits(bits);
+            let in_matrix = points.get(&((*labels).clone(), ts));
+            if d.value_str == "NaN" {
+                assert!(
+                    got.is_nan(),
+                    "{what}: {labels:?}@{ts}: promtool NaN, remote read {got} ({bits:#x})"
+                );
+                if let Some(v) = in_matrix {
+                    assert_eq!(
+                        v, "NaN",
+                        "{what}: {labels:?}@{ts}: promtool NaN, PromQL {v}"
+                    );
+                    assert_ne!(
+                        bits, STALE_NAN_BITS,
+                        "{what}: {labels:?}@{ts}: scraped NaN came back as a stale marker"
+                    );
+                    c.real_nans += 1;
+                    matrix_seen += 1;
+                } else {
+                    assert_eq!(
+                        bits, STALE_NAN_BITS,
+                        "{what}: {labels:?}@{ts}: stale marker came back with bits {bits:#x}"
+                    );
+                    c.stale_markers += 1;
+                    let job = labels.get("job").cloned().unwrap_or_default();
+                    *c.stale_by_job.entry(job).or_default() += 1;
+                }
+            } else {
+                assert_eq!(
+                    bits,
+                    d.value.to_bits(),
+                    "{what}: {labels:?}@{ts}: promtool {} remote read {got} ({bits:#x})",
+                    d.value_str
+                );
+                let v = in_matrix.unwrap_or_else(|| {
+                    panic!("{what}: {labels:?}@{ts} in promtool dump but not in PromQL")
+                });
+                assert_eq!(
+                    parse_go_float(v).unwrap().to_bits(),
+                    d.value.to_bits(),
+                    "{what}: {labels:?}@{ts}: PromQL {v} promtool {}",
+                    d.value_str
+                );
+                matrix_seen += 1;
+            }
+            c.samples += 1;
+        }
+        c.series += 1;
+    }
+    assert_eq!(
+        matrix_seen,
+        points.len(),
+        "{what}: PromQL has samples that promtool did not dump"
+    );
+    c
+}
+
+/// Asserts that two remote-read results are identical, with a short message naming the first
+/// differences (never the whole data).
+pub fn assert_same_samples(
+    what: &str,
+    expected: &BTreeMap<Labels, Samples>,
+    actual: &BTreeMap<Labels, Samples>,
+) {
+    if expected == actual {
+        return;
+    }
+    let missing: Vec<&Labels> = expected
+        .keys()
+        .filter(|l| !actual.contains_key(*l))
+        .take(3)
+        .collect();
+    let extra: Vec<&Labels> = actual
+        .keys()
+        .filter(|l| !expected.contains_key(*l))
+        .take(3)
+        .collect();
+    let differ: Vec<String> = expected
+        .iter()
+        .filter_map(|(l, s)| actual.get(l).filter(|a| *a != s).map(|a| (l, s, a)))
+        .take(3)
+        .map(|(l, s, a)| {
+            let show = |v: &Samples| {
+                v.iter()
+                    .take(4)
+                    .map(|(t, b)| format!("{t}:{b:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            format!(
+                "{l:?}: expected {} samples [{}..], got {} [{}..]",
+                s.len(),
+                show(s),
+                a.len(),
+                show(a)
+            )
+        })
+        .collect();
+    panic!(
+        "{what}: expected {} series, got {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}; differing e.g. {differ:?}",
+        expected.len(),
+        actual.len()
+    );
+}
+
+/// A fresh temporary directory for one test (`ringest-<name>-XXXX` under the system temp dir),
+/// removed at the end unless `$RINGEST_E2E_KEEP` is set (then its path is printed).
+pub fn test_dir(name: &str) -> tempfile::TempDir {
+    let mut dir = tempfile::Builder::new()
+        .prefix(&format!("ringest-{name}-"))
+        .tempdir()
+        .unwrap();
+    if std::env::var_os("RINGEST_E2E_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("[harness] keeping {}", dir.path().display());
+    }
+    dir
+}
