@@ -9,6 +9,7 @@
 //! write, as remote write 2.0 allows).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod encode;
 mod error;

@@ -899,6 +899,11 @@ fn negotiate_follows_prometheus() {
             V2,
         ),
         (Some("application/x-protobuf;"), Some("snappy"), V1),
+        (
+            Some("application/x-protobuf;proto=prometheus.WriteRequest;proto=io.prometheus.write.v2.Request"),
+            Some("snappy"),
+            V1,
+        ),
     ];
     for &(ct, enc, want) in ok {
         assert_eq!(negotiate(ct, enc).unwrap(), want, "{ct:?} {enc:?}");
@@ -1217,6 +1222,6 @@ fn write_fuzz_seeds() {
     for (target, name, bytes) in seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
+        std::fs::write(dir.join(format!("seed_{name}")), bytes).unwrap();
     }
 }
