@@ -1,1 +1,3 @@
 //! Per-tenant TSDB: WAL, head, chunks.
+
+pub mod chunkenc;
