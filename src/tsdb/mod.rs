@@ -1,3 +1,4 @@
 //! Per-tenant TSDB: WAL, head, chunks.
 
 pub mod chunkenc;
+pub mod record;
