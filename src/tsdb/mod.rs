@@ -2,3 +2,4 @@
 
 pub mod chunkenc;
 pub mod record;
+pub mod wlog;
