@@ -1085,3 +1085,95 @@ mod tests {
         }
     }
 }
+
+/// Cross-check with Prometheus itself: `promtool tsdb dump` (2.42) must
+/// replay a WAL written by us. Skipped when promtool is not installed.
+#[cfg(test)]
+mod promtool_tests {
+    use super::*;
+    use crate::tsdb::record::{encode_samples, encode_series, RefSample};
+    use std::process::Command;
+
+    fn promtool() -> Option<&'static str> {
+        let p = "/usr/bin/promtool";
+        Path::new(p).exists().then_some(p)
+    }
+
+    #[test]
+    fn promtool_dumps_our_wal() {
+        let Some(promtool) = promtool() else {
+            eprintln!("promtool not installed; skipping");
+            return;
+        };
+        for compress in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let wal_dir = tmp.path().join("wal");
+            let mut w = Wal::open(
+                &wal_dir,
+                WalOptions {
+                    segment_size: 2 * PAGE_SIZE,
+                    compress,
+                },
+            )
+            .unwrap();
+            let mut buf = Vec::new();
+            encode_series(
+                [
+                    (1u64, vec![("__name__", "up"), ("job", "a")]),
+                    (2u64, vec![("__name__", "up"), ("job", "b")]),
+                ],
+                &mut buf,
+            );
+            w.log(&[&buf]).unwrap();
+            // Enough samples that records span pages and segments.
+            let t0 = 1_700_000_000_000i64;
+            let mut want = Vec::new();
+            for batch in 0..60i64 {
+                let mut s = Vec::new();
+                for i in 0..300i64 {
+                    let k = batch * 300 + i;
+                    let r = 1 + (k % 2) as u64;
+                    let v = (k * 7919 % 100_003) as f64 / 7.0;
+                    s.push(RefSample {
+                        r#ref: r,
+                        t: t0 + (k / 2) * 15_000,
+                        v,
+                    });
+                    let job = if r == 1 { "a" } else { "b" };
+                    want.push(format!(
+                        "{{__name__=\"up\", job=\"{job}\"}} {v} {}",
+                        t0 + (k / 2) * 15_000
+                    ));
+                }
+                buf.clear();
+                encode_samples(&s, &mut buf);
+                w.log(&[&buf]).unwrap();
+                if batch % 3 == 0 {
+                    w.flush().unwrap();
+                }
+            }
+            w.sync().unwrap();
+            drop(w);
+            assert!(
+                segments(&wal_dir).unwrap().unwrap().1 >= 1,
+                "want several segments"
+            );
+            let out = Command::new(promtool)
+                .args(["tsdb", "dump"])
+                .arg(tmp.path())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "promtool failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut got: Vec<&str> = stdout.lines().collect();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got.len(), want.len(), "compress={compress}");
+            assert_eq!(got, want, "compress={compress}");
+        }
+    }
+}
