@@ -20,13 +20,22 @@ pub enum ChunkError {
     TooShort(usize),
     /// The bit stream ended before the announced number of samples.
     #[error("xor chunk truncated while reading sample {sample}")]
-    UnexpectedEof { sample: u16 },
+    UnexpectedEof {
+        /// Index of the sample being decoded.
+        sample: u16,
+    },
     /// A varint longer than 10 bytes or overflowing 64 bits.
     #[error("xor chunk varint overflow at sample {sample}")]
-    VarintOverflow { sample: u16 },
+    VarintOverflow {
+        /// Index of the sample being decoded.
+        sample: u16,
+    },
     /// Leading zeros + significant bits exceed 64 (never written by Prometheus).
     #[error("xor chunk invalid value window at sample {sample}")]
-    BadValueWindow { sample: u16 },
+    BadValueWindow {
+        /// Index of the sample being decoded.
+        sample: u16,
+    },
 }
 
 /// Sentinel for "no leading/trailing window chosen yet" (Go uses 0xff too).

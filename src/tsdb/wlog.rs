@@ -367,8 +367,10 @@ impl Wal {
         if self.page_full() {
             self.flush_page(true)?;
         }
+        // `snappy_buf` keeps its length at its high-water mark so that it is
+        // not zero-filled again for every record.
         let mut sbuf = std::mem::take(&mut self.snappy_buf);
-        let mut compressed = false;
+        let mut compressed_len = None;
         if self.opts.compress {
             let max = snap::raw::max_compress_len(rec.len());
             if max > 0 {
@@ -378,14 +380,15 @@ impl Wal {
                 if let Ok(n) = self.encoder.compress(rec, &mut sbuf) {
                     // Like Prometheus: keep the compressed form only if smaller.
                     if n < rec.len() {
-                        sbuf.truncate(n);
-                        compressed = true;
+                        compressed_len = Some(n);
                     }
                 }
             }
         }
-        let r = self.write_fragments(if compressed { &sbuf } else { rec }, compressed);
-        sbuf.clear();
+        let r = match compressed_len {
+            Some(n) => self.write_fragments(&sbuf[..n], true),
+            None => self.write_fragments(rec, false),
+        };
         self.snappy_buf = sbuf;
         r
     }
