@@ -14,10 +14,10 @@
 //! with different value bits is a duplicate, same timestamp and bits is silently accepted.
 //! Chunk cutting follows `memSeries.appendPreprocessor`.
 
+use crate::tsdb::chunkenc::{iter_bytes, XorChunk};
 use crate::tsdb::labels::{hash_pairs, Labels};
 use crate::tsdb::matcher::{MatchType, Matcher};
 use parking_lot::{Mutex, RwLock};
-use shim_chunkenc::XorChunk; // TEMP shim until branch h3 merges
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -99,8 +99,6 @@ pub struct SeriesData {
     closed: Vec<ClosedChunk>,
     head: Option<HeadChunk>,
     next_at: i64,
-    last_t: i64,
-    last_v: f64,
     /// Whether this series' Series record has been handed to the WAL.
     pub logged: bool,
 }
@@ -123,8 +121,6 @@ impl MemSeries {
                 closed: Vec::new(),
                 head: None,
                 next_at: i64::MIN,
-                last_t: i64::MIN,
-                last_v: 0.0,
                 logged: false,
             }),
         }
@@ -153,13 +149,15 @@ fn compute_chunk_end_time(start: i64, cur: i64, max_t: i64, ratio_to_full: f64) 
 impl SeriesData {
     /// Checks a sample against the series' last sample: `Ok(true)` append, `Ok(false)` silent duplicate.
     pub fn check(&self, t: i64, v: f64) -> Result<bool, Rejection> {
-        if self.head.is_none() && self.closed.is_empty() {
+        // The open chunk always holds the newest sample: a chunk is cut only to append to it.
+        let Some(c) = &self.head else {
             return Ok(true);
-        }
-        if t > self.last_t {
+        };
+        let (last_t, last_v) = (c.maxt, c.chunk.last_value().unwrap_or(0.0));
+        if t > last_t {
             Ok(true)
-        } else if t == self.last_t {
-            if self.last_v.to_bits() == v.to_bits() {
+        } else if t == last_t {
+            if last_v.to_bits() == v.to_bits() {
                 Ok(false)
             } else {
                 Err(Rejection::Duplicate)
@@ -201,8 +199,6 @@ impl SeriesData {
         let c = self.head.as_mut().expect("head chunk exists");
         c.chunk.append(t, v);
         c.maxt = t;
-        self.last_t = t;
-        self.last_v = v;
     }
 
     fn head_bytes(&self) -> usize {
@@ -230,7 +226,7 @@ impl SeriesData {
 
     /// Timestamp of the last appended sample, if any.
     pub fn last_timestamp(&self) -> Option<i64> {
-        (self.head.is_some() || !self.closed.is_empty()).then_some(self.last_t)
+        self.head.as_ref().map(|c| c.maxt)
     }
 
     /// Number of chunks (closed and open).
@@ -244,7 +240,7 @@ impl SeriesData {
             .closed
             .iter()
             .map(|c| {
-                let n = XorChunk::from_bytes(&c.data).map_or(0, |x| x.num_samples() as usize);
+                let n = u16::from_be_bytes([c.data[0], c.data[1]]) as usize;
                 (c.mint, c.maxt, n, c.data.len())
             })
             .collect();
@@ -266,9 +262,7 @@ impl SeriesData {
             if c.maxt < mint || c.mint > maxt {
                 continue;
             }
-            if let Ok(x) = XorChunk::from_bytes(&c.data) {
-                out.extend(x.iter().filter(keep));
-            }
+            out.extend(iter_bytes(&c.data).filter(keep));
         }
         if let Some(c) = &self.head {
             if c.maxt >= mint && c.mint <= maxt {
@@ -659,7 +653,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "TEMP: needs the real XOR chunk from h3"]
     fn chunks_cut_at_120_samples() {
         let head = Head::new(HeadOptions::default());
         let s = series(&head, &[("__name__", "a")]);
@@ -681,12 +674,14 @@ mod tests {
         let s = series(&head, &[("__name__", "a")]);
         let mut d = s.lock();
         let mut x: u64 = 0x9e3779b97f4a7c15;
-        for i in 0..1000 {
+        let mut t = 0;
+        for _ in 0..1000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            d.append(i * 1000, f64::from_bits(x >> 2), head.options())
-                .unwrap();
+            // Jittered timestamps and random value bits: about 10 bytes per sample.
+            t += 1000 + (x % 1000) as i64;
+            d.append(t, f64::from_bits(x), head.options()).unwrap();
         }
         let st = d.chunk_stats();
         assert!(st.len() > 8, "{st:?}");
@@ -838,47 +833,6 @@ mod tests {
                 proptest::prop_assert_eq!(c.0.div_euclid(1000), c.1.div_euclid(1000));
                 proptest::prop_assert!(c.2 <= 16);
             }
-        }
-    }
-}
-
-/// TEMP: stand-in for `crate::tsdb::chunkenc` until branch h3 is merged.
-mod shim_chunkenc {
-    /// Stand-in XOR chunk: raw samples, size estimated as a real XOR chunk of random values.
-    #[derive(Default)]
-    pub struct XorChunk {
-        s: Vec<(i64, f64)>,
-        b: Vec<u8>,
-    }
-    impl XorChunk {
-        pub fn new() -> Self {
-            XorChunk {
-                s: Vec::new(),
-                b: vec![0, 0],
-            }
-        }
-        pub fn num_samples(&self) -> u16 {
-            self.s.len() as u16
-        }
-        pub fn bytes(&self) -> &[u8] {
-            &self.b
-        }
-        pub fn append(&mut self, t: i64, v: f64) {
-            self.s.push((t, v));
-            self.b.extend_from_slice(&t.to_le_bytes());
-            self.b.extend_from_slice(&v.to_bits().to_le_bytes());
-        }
-        pub fn iter(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-            self.s.iter().copied()
-        }
-        pub fn from_bytes(b: &[u8]) -> Result<XorChunk, ()> {
-            let mut c = XorChunk::new();
-            for w in b[2..].chunks(16) {
-                let t = i64::from_le_bytes(w[..8].try_into().unwrap());
-                let v = f64::from_bits(u64::from_le_bytes(w[8..].try_into().unwrap()));
-                c.append(t, v);
-            }
-            Ok(c)
         }
     }
 }
