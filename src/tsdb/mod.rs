@@ -5,3 +5,4 @@ pub mod head;
 pub mod labels;
 pub mod matcher;
 pub mod record;
+pub mod wlog;
