@@ -1,0 +1,1269 @@
+//! One tenant's TSDB: the in-memory [`Head`] made durable by a write-ahead log in `<dir>/wal`.
+//!
+//! # Append path and group commit
+//!
+//! 1. Outside any global lock, each series of the request is hashed once and found or created
+//!    in the striped head; the appendable window (`max(headMaxT - range/2, minValidTime)`) and the
+//!    future bound (`now + too_far_in_future`) are fixed once per request, as Prometheus fixes
+//!    them when it creates an appender.
+//! 2. Under the short *commit lock* the request's samples are checked and applied to the head,
+//!    and the accepted ones are encoded into a Samples record (preceded by a Series record for
+//!    every series whose Series record has not been queued yet). The records go into an
+//!    in-memory queue; the request remembers the sequence number of the last queued record.
+//! 3. A dedicated WAL thread owns the [`Wal`]: it takes the whole queue at once, writes it, calls
+//!    `sync` (fdatasync), and publishes the synced sequence through a `tokio::sync::watch`.
+//!    Requests that queued while an fsync was running share the next one (group commit).
+//! 4. The request awaits `synced >= its sequence`, then answers `Ok` or `Conflict`.
+//!
+//! Applying and queueing under one lock makes the WAL order equal to the order in which samples
+//! were applied, and only accepted samples are logged, so replaying the WAL with the same
+//! per-series rules rebuilds exactly the head that acknowledgements were given for. A sample
+//! that is silently accepted as a same-bits duplicate of an in-flight sample is covered too,
+//! because the request waits for the latest queued sequence, not just its own records. The
+//! serialized part is an XOR append and a varint encode per sample (tens of ns); lookups,
+//! hashing, series creation and all disk I/O happen outside it.
+//!
+//! # WAL failures (e.g. disk full)
+//!
+//! The head never holds a sample that is not either durable or still held by the WAL thread:
+//! records stay in the thread's memory until an fsync covering them succeeds. When writing or
+//! syncing fails, every waiter of that batch gets [`AppendError::Wal`] (retryable, nothing
+//! acknowledged) and the Db turns *broken*: new appends fail fast without touching the head.
+//! On the next append after at least [`RECOVERY_INTERVAL`] the thread tries to recover: it
+//! truncates the torn tail of the segment it was writing ([`repair`]), opens a fresh segment,
+//! re-logs every unsynced record and fsyncs. From then on the samples of the failed requests
+//! are in the head and durable, so a client's retry is silently accepted as same-bits
+//! duplicates, and new samples append normally. Re-logged records may repeat records that did
+//! reach the old segment; replay ignores the repeats (same ref and labels, or same-bits
+//! duplicates / older samples).
+//!
+//! # Replay
+//!
+//! [`Db::open`] reads every segment: Series records recreate series under their original refs
+//! (so later appends continue the same series), Samples records are applied with the per-series
+//! rules only (no bounds), errors ignored. Corruption (torn tail or bad record) is repaired at
+//! the reported offset with a warning naming what is dropped, and replay stops there. Replay
+//! reuses its decode buffers and caches the last series, so it allocates per record, not per
+//! sample.
+
+use crate::remote_write::{Series, WriteRequest};
+use crate::tsdb::head::{Head, HeadOptions, MemSeries, Rejection, SeriesSamples};
+use crate::tsdb::labels::{hash_pairs, Labels};
+use crate::tsdb::matcher::Matcher;
+use crate::tsdb::record::{
+    decode_samples_into, decode_series_into, encode_samples, encode_series, record_type, RefSample,
+    SAMPLES, SERIES,
+};
+use crate::tsdb::wlog::{repair, segments, Reader, Wal, WalError, WalOptions};
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Minimum time between two recovery attempts of a broken WAL (each opens a new segment).
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Options of one tenant TSDB.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// Block range in ms (2 h): chunks never cross it; half of it is the appendable window.
+    pub block_range_ms: i64,
+    /// Samples newer than now plus this many ms are rejected.
+    pub too_far_in_future_ms: i64,
+    /// WAL segment size in bytes (multiple of 32 KiB).
+    pub wal_segment_size: usize,
+    /// Snappy-compress WAL records.
+    pub wal_compression: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            block_range_ms: 7_200_000,
+            too_far_in_future_ms: 600_000,
+            wal_segment_size: 128 * 1024 * 1024,
+            wal_compression: true,
+        }
+    }
+}
+
+/// Errors opening or closing a TSDB.
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    /// Creating the TSDB directory failed.
+    #[error("create tsdb dir {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The WAL could not be read, repaired, written or synced.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The WAL thread could not be started or died.
+    #[error("wal writer thread: {0}")]
+    Thread(String),
+}
+
+/// What one `append` call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    /// Samples stored (silently accepted same-bits duplicates are not counted).
+    pub samples_appended: u64,
+    /// Series this call created.
+    pub series_created: u64,
+    /// Samples older than their series' last sample.
+    pub out_of_order: u64,
+    /// Samples at their series' last timestamp with a different value.
+    pub duplicate: u64,
+    /// Samples older than the appendable window.
+    pub out_of_bounds: u64,
+    /// Samples newer than now plus the future window.
+    pub too_far_in_future: u64,
+}
+
+impl AppendStats {
+    /// Samples rejected by the append rules.
+    pub fn rejected(&self) -> u64 {
+        self.out_of_order + self.duplicate + self.out_of_bounds + self.too_far_in_future
+    }
+
+    fn count(&mut self, r: Rejection) {
+        match r {
+            Rejection::OutOfOrder => self.out_of_order += 1,
+            Rejection::Duplicate => self.duplicate += 1,
+            Rejection::OutOfBounds => self.out_of_bounds += 1,
+            Rejection::TooFarInFuture => self.too_far_in_future += 1,
+        }
+    }
+}
+
+/// Why an `append` did not fully succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Some samples broke the append rules (409); every valid one is committed and durable.
+    #[error("{message}")]
+    Conflict {
+        /// Counts of this call.
+        stats: AppendStats,
+        /// First rejection (series and timestamp) and the totals.
+        message: String,
+    },
+    /// The WAL could not be written or synced (retryable 5xx); nothing of this call is acknowledged.
+    #[error("write-ahead log unavailable: {message}")]
+    Wal {
+        /// The underlying error.
+        message: String,
+    },
+}
+
+/// What the WAL thread has made durable, published to waiting appends.
+#[derive(Clone, Debug, Default)]
+struct SyncState {
+    /// Every record with a sequence `<=` this is fsynced.
+    synced: u64,
+    /// Every record with a sequence `<=` this (and `> synced`) was part of a failed batch.
+    failed: u64,
+    /// Message of the last failure.
+    error: Option<Arc<str>>,
+}
+
+/// State behind the commit lock.
+#[derive(Default)]
+struct CommitState {
+    /// Encoded records in apply order, not yet taken by the WAL thread.
+    queue: Vec<Vec<u8>>,
+    /// Sequence of the last queued record (records are numbered from 1).
+    last_seq: u64,
+    /// Set while the WAL is failed and not yet recovered.
+    broken: Option<Arc<str>>,
+    /// An append asked the broken WAL thread to try recovering.
+    poke: bool,
+    /// Set by `close`: the thread drains the queue and exits.
+    closing: bool,
+    /// Result of the final `Wal::close`.
+    close_result: Option<Result<(), String>>,
+    /// Record buffers returned by the WAL thread for reuse.
+    pool: Vec<Vec<u8>>,
+    /// Scratch for accepted samples.
+    samples: Vec<RefSample>,
+}
+
+/// Shared between the Db and its WAL thread.
+struct Shared {
+    state: Mutex<CommitState>,
+    cv: Condvar,
+    sync_tx: watch::Sender<SyncState>,
+    fsyncs: AtomicU64,
+    /// Test hook: sleep before each fsync so concurrent appends pile up.
+    sync_delay: Duration,
+    /// Minimum time between recovery attempts ([`RECOVERY_INTERVAL`]; shorter in tests).
+    recovery_interval: Duration,
+    /// Test hook: make the next batch fail after tearing its last record on disk.
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+/// One tenant's TSDB: head plus WAL. `Send + Sync`; share it through an `Arc`.
+pub struct Db {
+    dir: PathBuf,
+    opts: DbOptions,
+    head: Head,
+    shared: Arc<Shared>,
+    sync_rx: watch::Receiver<SyncState>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Counts from a WAL replay.
+#[derive(Clone, Copy, Debug, Default)]
+struct ReplayStats {
+    records: u64,
+    series: u64,
+    samples: u64,
+    skipped_samples: u64,
+    unknown_refs: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Db {
+    /// Opens (creating) the TSDB at `dir`, replaying `<dir>/wal` into the head. Blocking.
+    pub fn open(dir: &Path, opts: DbOptions) -> Result<Db, TsdbError> {
+        Self::open_inner(dir, opts, Duration::ZERO)
+    }
+
+    fn open_inner(dir: &Path, opts: DbOptions, sync_delay: Duration) -> Result<Db, TsdbError> {
+        std::fs::create_dir_all(dir).map_err(|source| TsdbError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let wal_dir = dir.join("wal");
+        let head = Head::new(HeadOptions {
+            chunk_range: opts.block_range_ms,
+            ..HeadOptions::default()
+        });
+        let started = Instant::now();
+        let st = replay(&head, &wal_dir)?;
+        if st.records > 0 {
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                dir = %dir.display(),
+                records = st.records,
+                series = st.series,
+                samples = st.samples,
+                skipped_samples = st.skipped_samples,
+                unknown_refs = st.unknown_refs,
+                seconds = secs,
+                samples_per_sec = (st.samples as f64 / secs.max(1e-9)) as u64,
+                "replayed WAL"
+            );
+        }
+        let wal_opts = WalOptions {
+            segment_size: opts.wal_segment_size,
+            compress: opts.wal_compression,
+        };
+        let wal = Wal::open(&wal_dir, wal_opts.clone())?;
+        let (sync_tx, sync_rx) = watch::channel(SyncState::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(CommitState::default()),
+            cv: Condvar::new(),
+            sync_tx,
+            fsyncs: AtomicU64::new(0),
+            sync_delay,
+            recovery_interval: if cfg!(test) {
+                Duration::ZERO
+            } else {
+                RECOVERY_INTERVAL
+            },
+            fail_next: std::sync::atomic::AtomicBool::new(false),
+        });
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringest-wal".into())
+            .spawn(move || wal_thread(wal, wal_dir, wal_opts, sh))
+            .map_err(|e| TsdbError::Thread(e.to_string()))?;
+        Ok(Db {
+            dir: dir.to_path_buf(),
+            opts,
+            head,
+            shared,
+            sync_rx,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The TSDB directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The in-memory head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Number of WAL fsyncs done so far (group commit makes this smaller than the appends).
+    pub fn fsync_count(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Samples in `[mint, maxt]` of the series matching all `matchers`, sorted by labels.
+    pub fn select(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<SeriesSamples> {
+        self.head.select(mint, maxt, matchers)
+    }
+
+    /// Appends the samples of `series` (series of `req`) under Prometheus's append rules.
+    ///
+    /// Durability contract: when this returns `Ok` or [`AppendError::Conflict`], every sample
+    /// of this call that was accepted, and every earlier sample it was silently deduplicated
+    /// against, is in the WAL and fsynced. On [`AppendError::Wal`] nothing is acknowledged; the
+    /// samples may still become durable once the WAL recovers, so a retry succeeds (as silent
+    /// same-bits duplicates where they were kept). Cancelling the future after the commit step
+    /// leaves the samples applied and queued for the WAL, like a timed-out request.
+    pub async fn append(
+        &self,
+        req: &WriteRequest<'_>,
+        series: &[&Series],
+    ) -> Result<AppendStats, AppendError> {
+        let max_t = now_ms().saturating_add(self.opts.too_far_in_future_ms);
+        if !self.head.initialized() {
+            // Prometheus initAppender: the first appendable timestamp seeds the head's range.
+            let first = series
+                .iter()
+                .flat_map(|s| req.series_samples(s))
+                .map(|s| s.timestamp)
+                .find(|&t| t <= max_t);
+            if let Some(t) = first {
+                self.head.init_time(t);
+            }
+        }
+        let min_valid = self.head.appendable_min_valid_time();
+
+        let mut stats = AppendStats::default();
+        let mut hash_buf = Vec::with_capacity(256);
+        let mut resolved = Vec::with_capacity(series.len());
+        for s in series {
+            let samples = req.series_samples(s);
+            if samples.is_empty() {
+                continue;
+            }
+            let pairs = req.series_labels(s).iter().map(|l| (l.name, l.value));
+            let hash = hash_pairs(pairs.clone(), &mut hash_buf);
+            let (ms, created) = self.head.get_or_create(hash, pairs);
+            stats.series_created += u64::from(created);
+            resolved.push((ms, samples));
+        }
+
+        let mut first_err = None;
+        let target = self.commit(&resolved, min_valid, max_t, &mut stats, &mut first_err)?;
+        self.wait_synced(target).await?;
+
+        if let Some(first) = first_err {
+            let message = format!(
+                "{first}; {} of {} samples rejected (out of order {}, duplicate {}, out of bounds {}, too far in the future {})",
+                stats.rejected(),
+                stats.rejected() + stats.samples_appended,
+                stats.out_of_order,
+                stats.duplicate,
+                stats.out_of_bounds,
+                stats.too_far_in_future
+            );
+            return Err(AppendError::Conflict { stats, message });
+        }
+        Ok(stats)
+    }
+
+    /// Applies samples to the head and queues their WAL records, all under the commit lock.
+    /// Returns the sequence the caller must see synced.
+    fn commit(
+        &self,
+        resolved: &[(Arc<MemSeries>, &[crate::remote_write::Sample])],
+        min_valid: i64,
+        max_t: i64,
+        stats: &mut AppendStats,
+        first_err: &mut Option<String>,
+    ) -> Result<u64, AppendError> {
+        let mut st = self.shared.state.lock();
+        if st.closing {
+            return Err(AppendError::Wal {
+                message: "tsdb is closed".into(),
+            });
+        }
+        if let Some(e) = &st.broken {
+            let message = e.to_string();
+            st.poke = true;
+            drop(st);
+            self.shared.cv.notify_one();
+            return Err(AppendError::Wal { message });
+        }
+        let mut accepted = std::mem::take(&mut st.samples);
+        accepted.clear();
+        let mut new_series: Vec<&MemSeries> = Vec::new();
+        let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+        for (s, samples) in resolved {
+            let mut d = s.lock();
+            if !d.logged {
+                d.logged = true;
+                new_series.push(s);
+            }
+            for smp in samples.iter() {
+                let (t, v) = (smp.timestamp, smp.value);
+                match self.head.append_sample(&mut d, t, v, min_valid, max_t) {
+                    Ok(true) => {
+                        accepted.push(RefSample {
+                            r#ref: s.r#ref,
+                            t,
+                            v,
+                        });
+                        mint = mint.min(t);
+                        maxt = maxt.max(t);
+                    }
+                    Ok(false) => {}
+                    Err(r) => {
+                        stats.count(r);
+                        if first_err.is_none() {
+                            *first_err =
+                                Some(format!("{r} for series {} at timestamp {t}", s.labels));
+                        }
+                    }
+                }
+            }
+        }
+        stats.samples_appended = accepted.len() as u64;
+        if !accepted.is_empty() {
+            self.head.update_min_max_time(mint, maxt);
+        }
+        if !new_series.is_empty() {
+            let mut buf = st.pool.pop().unwrap_or_default();
+            buf.clear();
+            let labels: Vec<(u64, Vec<(&str, &str)>)> = new_series
+                .iter()
+                .map(|s| (s.r#ref, s.labels.iter().collect()))
+                .collect();
+            encode_series(labels, &mut buf);
+            st.queue.push(buf);
+            st.last_seq += 1;
+        }
+        if !accepted.is_empty() {
+            let mut buf = st.pool.pop().unwrap_or_default();
+            buf.clear();
+            encode_samples(&accepted, &mut buf);
+            st.queue.push(buf);
+            st.last_seq += 1;
+        }
+        st.samples = accepted;
+        let target = st.last_seq;
+        drop(st);
+        self.shared.cv.notify_one();
+        Ok(target)
+    }
+
+    /// Waits until the WAL thread has fsynced every record up to `target`.
+    async fn wait_synced(&self, target: u64) -> Result<(), AppendError> {
+        let mut rx = self.sync_rx.clone();
+        let st = rx
+            .wait_for(|s| s.synced >= target || s.failed >= target)
+            .await
+            .map_err(|_| AppendError::Wal {
+                message: "wal writer thread is gone".into(),
+            })?;
+        if st.synced >= target {
+            Ok(())
+        } else {
+            Err(AppendError::Wal {
+                message: st.error.as_deref().unwrap_or("wal write failed").into(),
+            })
+        }
+    }
+
+    /// Flushes and fsyncs everything queued, stops the WAL thread. Later appends fail.
+    pub fn close(&self) -> Result<(), TsdbError> {
+        let Some(handle) = self.thread.lock().take() else {
+            return Ok(());
+        };
+        self.shared.state.lock().closing = true;
+        self.shared.cv.notify_all();
+        handle
+            .join()
+            .map_err(|_| TsdbError::Thread("wal thread panicked".into()))?;
+        match self.shared.state.lock().close_result.take() {
+            Some(Err(e)) => Err(TsdbError::Thread(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "closing tsdb failed");
+        }
+    }
+}
+
+/// The WAL thread: takes queued records in batches, writes and fsyncs them, publishes progress.
+fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
+    let mut wal = Some(wal);
+    // Records written (or to be re-written) but not yet covered by a successful fsync.
+    let mut unsynced: Vec<Vec<u8>> = Vec::new();
+    let mut broken = false;
+    let mut last_attempt: Option<Instant> = None;
+    loop {
+        let (batch, target, closing) = {
+            let mut st = sh.state.lock();
+            while st.queue.is_empty() && !st.closing && !(broken && st.poke) {
+                sh.cv.wait(&mut st);
+            }
+            st.poke = false;
+            (std::mem::take(&mut st.queue), st.last_seq, st.closing)
+        };
+        if !sh.sync_delay.is_zero() {
+            std::thread::sleep(sh.sync_delay);
+        }
+        let first_new = unsynced.len();
+        unsynced.extend(batch);
+        let res = if broken {
+            if last_attempt.is_some_and(|t| t.elapsed() < sh.recovery_interval) && !closing {
+                // Too soon to retry: fail whoever raced in before `broken` was visible (their
+                // records stay in `unsynced` and are re-logged by the next recovery).
+                sh.sync_tx.send_modify(|s| s.failed = s.failed.max(target));
+                continue;
+            }
+            last_attempt = Some(Instant::now());
+            recover(&mut wal, &dir, &opts).and_then(|w| {
+                w.log(&unsynced)?;
+                w.sync()
+            })
+        } else {
+            match wal.as_mut() {
+                Some(w) if sh.fail_next.swap(false, Ordering::Relaxed) => {
+                    tear_for_test(w, &unsynced[first_new..])
+                }
+                Some(w) => w.log(&unsynced[first_new..]).and_then(|_| w.sync()),
+                None => Err(WalError::Poisoned),
+            }
+        };
+        match res {
+            Ok(()) => {
+                if broken {
+                    tracing::warn!(dir = %dir.display(), records = unsynced.len(), "WAL recovered; re-logged unsynced records");
+                }
+                broken = false;
+                sh.fsyncs.fetch_add(1, Ordering::Relaxed);
+                let mut st = sh.state.lock();
+                st.broken = None;
+                for mut b in unsynced.drain(..) {
+                    if st.pool.len() < 64 && b.capacity() <= 1 << 20 {
+                        b.clear();
+                        st.pool.push(b);
+                    }
+                }
+                drop(st);
+                sh.sync_tx.send_modify(|s| s.synced = target);
+            }
+            Err(e) => {
+                let msg: Arc<str> = Arc::from(e.to_string());
+                tracing::error!(dir = %dir.display(), error = %e, "WAL write failed; appends fail until it recovers");
+                broken = true;
+                sh.state.lock().broken = Some(msg.clone());
+                sh.sync_tx.send_modify(|s| {
+                    s.failed = s.failed.max(target);
+                    s.error = Some(msg);
+                });
+            }
+        }
+        if closing && sh.state.lock().queue.is_empty() {
+            let r = match wal.take() {
+                Some(w) if !broken => w.close().map_err(|e| e.to_string()),
+                _ if unsynced.is_empty() => Ok(()),
+                _ => Err(format!(
+                    "{} WAL records could not be written",
+                    unsynced.len()
+                )),
+            };
+            sh.state.lock().close_result = Some(r);
+            return;
+        }
+    }
+}
+
+/// Test hook: writes `recs`, then cuts the segment inside the last record, then fails, which
+/// is what a write that ran out of disk space mid-record leaves behind.
+fn tear_for_test(w: &mut Wal, recs: &[Vec<u8>]) -> Result<(), WalError> {
+    w.log(recs)?;
+    w.sync()?;
+    let path = crate::tsdb::wlog::segment_path(w.dir(), w.current_segment());
+    let io = |source| WalError::Io {
+        op: "test tear",
+        path: path.clone(),
+        source,
+    };
+    let data = std::fs::read(&path).map_err(io)?;
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    f.set_len(end.saturating_sub(3) as u64).map_err(io)?;
+    Err(io(std::io::Error::from_raw_os_error(28)))
+}
+
+/// Drops the failed writer, truncates the torn tail of its segment and opens a new segment.
+fn recover<'a>(
+    wal: &'a mut Option<Wal>,
+    dir: &Path,
+    opts: &WalOptions,
+) -> Result<&'a mut Wal, WalError> {
+    let seg = match wal.take() {
+        Some(w) => Some(w.current_segment()),
+        None => segments(dir)?.map(|(_, last)| last),
+    };
+    if let Some(seg) = seg {
+        let mut r = Reader::open_range(dir, Some(seg), Some(seg))?;
+        loop {
+            match r.next() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(WalError::Corruption {
+                    segment, offset, ..
+                }) => {
+                    drop(r);
+                    repair(dir, segment, offset)?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(wal.insert(Wal::open(dir, opts.clone())?))
+}
+
+/// Replays `wal_dir` into `head`, repairing corruption at the reported offset.
+fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
+    let mut st = ReplayStats::default();
+    if !wal_dir.exists() || segments(wal_dir)?.is_none() {
+        return Ok(st);
+    }
+    let opts = head.options().clone();
+    let mut reader = Reader::open(wal_dir)?;
+    let mut samples: Vec<RefSample> = Vec::with_capacity(1024);
+    // Refs whose labels were already present under another ref (re-logged series records).
+    let mut aliases: HashMap<u64, Arc<MemSeries>> = HashMap::new();
+    let mut cache: Option<Arc<MemSeries>> = None;
+    let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+    let mut corrupt: Option<(u64, u64, String)> = None;
+    loop {
+        let start = (reader.segment(), reader.offset());
+        let rec = match reader.next() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(WalError::Corruption {
+                segment,
+                offset,
+                reason,
+            }) => {
+                corrupt = Some((segment, offset, reason));
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        st.records += 1;
+        let mut bad = None;
+        match record_type(rec) {
+            Some(SERIES) => {
+                let mut series = Vec::new();
+                if let Err(e) = decode_series_into(rec, &mut series) {
+                    bad = Some(format!("series record: {e}"));
+                    series.clear();
+                }
+                for s in series {
+                    let labels = Labels::from_pairs(s.labels.iter().copied());
+                    let (ms, created) = head.create_with_ref(s.r#ref, labels);
+                    ms.lock().logged = true;
+                    if created {
+                        st.series += 1;
+                    } else if ms.r#ref != s.r#ref {
+                        aliases.insert(s.r#ref, ms);
+                    }
+                }
+            }
+            Some(SAMPLES) => {
+                samples.clear();
+                if let Err(e) = decode_samples_into(rec, &mut samples) {
+                    bad = Some(format!("samples record: {e}"));
+                    samples.clear();
+                }
+                let mut i = 0;
+                while i < samples.len() {
+                    let r = samples[i].r#ref;
+                    let mut j = i + 1;
+                    while j < samples.len() && samples[j].r#ref == r {
+                        j += 1;
+                    }
+                    let series = match &cache {
+                        Some(c) if c.r#ref == r => Some(c.clone()),
+                        _ => head.series_by_ref(r).or_else(|| aliases.get(&r).cloned()),
+                    };
+                    match series {
+                        Some(ms) => {
+                            let mut d = ms.lock();
+                            for s in &samples[i..j] {
+                                match d.append(s.t, s.v, &opts) {
+                                    Ok(true) => {
+                                        st.samples += 1;
+                                        mint = mint.min(s.t);
+                                        maxt = maxt.max(s.t);
+                                    }
+                                    _ => st.skipped_samples += 1,
+                                }
+                            }
+                            drop(d);
+                            cache = Some(ms);
+                        }
+                        None => {
+                            st.unknown_refs += (j - i) as u64;
+                        }
+                    }
+                    i = j;
+                }
+            }
+            _ => {}
+        }
+        if let Some(reason) = bad {
+            // Repair from where this record starts (the previous record's end).
+            let here = if reader.segment() == start.0 {
+                start
+            } else {
+                (reader.segment(), 0)
+            };
+            corrupt = Some((here.0, here.1, reason));
+            break;
+        }
+    }
+    drop(reader);
+    if let Some((segment, offset, reason)) = corrupt {
+        tracing::warn!(
+            dir = %wal_dir.display(),
+            segment,
+            offset,
+            reason = %reason,
+            "WAL corruption: keeping records before it, dropping the rest of segment {segment} and all later segments"
+        );
+        repair(wal_dir, segment, offset)?;
+    }
+    if st.samples > 0 {
+        head.update_min_max_time(mint, maxt);
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::{Label, Sample};
+    use crate::tsdb::matcher::MatchType;
+
+    const STALE: u64 = 0x7ff0000000000002;
+
+    /// A test series: label pairs and `(t, v)` samples.
+    type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
+    /// Builds a request; labels of each series are sorted here.
+    fn req<'a>(series: &[TestSeries<'a>]) -> WriteRequest<'a> {
+        let mut r = WriteRequest::default();
+        for (labels, samples) in series {
+            let mut labels = labels.clone();
+            labels.sort();
+            let l0 = r.labels.len() as u32;
+            let s0 = r.samples.len() as u32;
+            r.labels
+                .extend(labels.iter().map(|&(name, value)| Label { name, value }));
+            r.samples.extend(
+                samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { timestamp, value }),
+            );
+            r.series.push(Series {
+                labels: l0..r.labels.len() as u32,
+                samples: s0..r.samples.len() as u32,
+            });
+        }
+        r
+    }
+
+    async fn write(db: &Db, series: &[TestSeries<'_>]) -> Result<AppendStats, AppendError> {
+        let r = req(series);
+        let refs: Vec<&Series> = r.series.iter().collect();
+        db.append(&r, &refs).await
+    }
+
+    fn all(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
+        db.select(i64::MIN, i64::MAX, &[])
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels.to_string(),
+                    s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn small_opts() -> DbOptions {
+        DbOptions {
+            wal_segment_size: 128 * 1024,
+            ..DbOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn append_rules_through_db() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        let now = now_ms();
+        let a = vec![("__name__", "a"), ("job", "x")];
+        let st = write(&db, &[(a.clone(), vec![(now - 1000, 1.0), (now, 2.0)])])
+            .await
+            .unwrap();
+        assert_eq!(st.samples_appended, 2);
+        assert_eq!(st.series_created, 1);
+        // Same timestamp and bits: silently accepted, nothing appended, no error.
+        let st = write(&db, &[(a.clone(), vec![(now, 2.0)])]).await.unwrap();
+        assert_eq!(st, AppendStats::default());
+        let err = write(
+            &db,
+            &[(
+                a.clone(),
+                vec![
+                    (now - 5000, 1.0),          // out of order
+                    (now, 3.0),                 // duplicate
+                    (now - 2 * 3_600_000, 1.0), // out of bounds (head maxT - 1h)
+                    (now + 11 * 60_000, 1.0),   // too far in the future
+                    (now + 1000, 4.0),          // fine
+                ],
+            )],
+        )
+        .await
+        .unwrap_err();
+        let AppendError::Conflict { stats, message } = err else {
+            panic!("want conflict, got {err:?}");
+        };
+        assert_eq!(
+            stats,
+            AppendStats {
+                samples_appended: 1,
+                series_created: 0,
+                out_of_order: 1,
+                duplicate: 1,
+                out_of_bounds: 1,
+                too_far_in_future: 1,
+            }
+        );
+        assert!(message.starts_with(&format!(
+            "out of order sample for series {{__name__=\"a\", job=\"x\"}} at timestamp {}",
+            now - 5000
+        )));
+        assert_eq!(
+            all(&db),
+            vec![(
+                "{__name__=\"a\", job=\"x\"}".to_string(),
+                vec![
+                    (now - 1000, 1f64.to_bits()),
+                    (now, 2f64.to_bits()),
+                    (now + 1000, 4f64.to_bits())
+                ]
+            )]
+        );
+        let m = Matcher::new(MatchType::Regex, "job", "x|y").unwrap();
+        assert_eq!(db.select(now, now, &[m])[0].samples, vec![(now, 2.0)]);
+        assert_eq!(db.head().max_time(), now + 1000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn first_sample_seeds_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        let now = now_ms();
+        let err = write(
+            &db,
+            &[
+                (vec![("__name__", "a")], vec![(now, 1.0)]),
+                (vec![("__name__", "b")], vec![(now - 3_700_000, 1.0)]),
+            ],
+        )
+        .await
+        .unwrap_err();
+        let AppendError::Conflict { stats, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((stats.samples_appended, stats.out_of_bounds), (1, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_restores_acked_samples_and_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let stale = f64::from_bits(STALE);
+        let (before, ref_a, next_ref) = {
+            let db = Db::open(dir.path(), small_opts()).unwrap();
+            for i in 0..300i64 {
+                let v = if i % 50 == 49 { stale } else { i as f64 * 0.5 };
+                let t = now - 300_000 + i * 1000;
+                write(
+                    &db,
+                    &[
+                        (vec![("__name__", "a"), ("i", "1")], vec![(t, v)]),
+                        (vec![("__name__", "b")], vec![(t, -v)]),
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            let ms = db.head().series_by_ref(1).unwrap();
+            (all(&db), ms.labels.clone(), db.head().next_ref())
+        };
+        assert_eq!(before[0].1.len(), 300);
+        assert!(before[0].1.iter().any(|&(_, b)| b == STALE));
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(all(&db), before);
+        assert_eq!(db.head().series_by_ref(1).unwrap().labels, ref_a);
+        assert_eq!(db.head().next_ref(), next_ref);
+        // New samples continue the same series; a new series gets a fresh ref.
+        let st = write(
+            &db,
+            &[
+                (vec![("__name__", "a"), ("i", "1")], vec![(now + 1, 7.0)]),
+                (vec![("__name__", "c")], vec![(now + 1, 7.0)]),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(st.series_created, 1);
+        assert_eq!(db.head().num_series(), 3);
+        assert!(db.head().series_by_ref(next_ref).is_some());
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        let after = all(&db);
+        assert_eq!(after[0].1.len(), 301);
+        assert_eq!(after.len(), 3);
+        assert_eq!(
+            db.head()
+                .series_by_ref(next_ref)
+                .unwrap()
+                .labels
+                .get("__name__"),
+            Some("c")
+        );
+    }
+
+    /// Length of a segment without its zero padding.
+    fn content_len(path: &Path) -> u64 {
+        let b = std::fs::read(path).unwrap();
+        b.iter().rposition(|&x| x != 0).map_or(0, |p| p as u64 + 1)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_after_torn_tail_keeps_earlier_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let before = {
+            let db = Db::open(dir.path(), small_opts()).unwrap();
+            for i in 0..200i64 {
+                write(
+                    &db,
+                    &[(
+                        vec![("__name__", "a")],
+                        vec![(now - 200_000 + i * 1000, i as f64)],
+                    )],
+                )
+                .await
+                .unwrap();
+            }
+            let before = all(&db);
+            write(&db, &[(vec![("__name__", "a")], vec![(now + 5, 1e300)])])
+                .await
+                .unwrap();
+            before
+        };
+        let wal = dir.path().join("wal");
+        let (_, last) = segments(&wal).unwrap().unwrap();
+        let mut seg = last;
+        while content_len(&crate::tsdb::wlog::segment_path(&wal, seg)) == 0 {
+            seg -= 1;
+        }
+        let p = crate::tsdb::wlog::segment_path(&wal, seg);
+        let len = content_len(&p);
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(all(&db), before);
+        // The repaired WAL takes new appends and replays again.
+        write(&db, &[(vec![("__name__", "a")], vec![(now + 10, 2.0)])])
+            .await
+            .unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        let got = all(&db);
+        assert_eq!(got[0].1.len(), 201);
+        assert_eq!(got[0].1.last(), Some(&(now + 10, 2f64.to_bits())));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_lose_and_duplicate_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(dir.path(), small_opts()).unwrap());
+        let base = now_ms() - 600_000;
+        const TASKS: i64 = 8;
+        const N: i64 = 60;
+        let mut handles = Vec::new();
+        for task in 0..TASKS {
+            let db = db.clone();
+            handles.push(tokio::spawn(async move {
+                let own = format!("own{task}");
+                let mut accepted_shared = Vec::new();
+                for k in 0..N {
+                    let t = base + k * TASKS + task;
+                    // Own series: always in order. Shared series: races with other tasks.
+                    let r = write(
+                        &db,
+                        &[
+                            (vec![("__name__", own.as_str())], vec![(t, k as f64)]),
+                            (vec![("__name__", "shared")], vec![(t, task as f64)]),
+                        ],
+                    )
+                    .await;
+                    match r {
+                        Ok(st) => {
+                            assert_eq!(st.samples_appended, 2);
+                            accepted_shared.push((t, (task as f64).to_bits()));
+                        }
+                        Err(AppendError::Conflict { stats, .. }) => {
+                            assert_eq!((stats.samples_appended, stats.out_of_order), (1, 1));
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                accepted_shared
+            }));
+        }
+        let mut shared = Vec::new();
+        for h in handles {
+            shared.extend(h.await.unwrap());
+        }
+        shared.sort();
+        let got = all(&db);
+        assert_eq!(got.len(), TASKS as usize + 1);
+        for (name, samples) in &got {
+            if name.contains("shared") {
+                assert_eq!(samples, &shared);
+            } else {
+                assert_eq!(samples.len(), N as usize);
+            }
+        }
+        drop(db);
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(all(&db), got);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn group_commit_shares_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Arc::new(Db::open_inner(dir.path(), small_opts(), Duration::from_millis(30)).unwrap());
+        let now = now_ms();
+        const N: usize = 32;
+        let barrier = Arc::new(tokio::sync::Barrier::new(N));
+        let mut hs = Vec::new();
+        for i in 0..N {
+            let (db, barrier) = (db.clone(), barrier.clone());
+            hs.push(tokio::spawn(async move {
+                let name = format!("s{i}");
+                barrier.wait().await;
+                write(
+                    &db,
+                    &[(vec![("__name__", name.as_str())], vec![(now, 1.0)])],
+                )
+                .await
+                .unwrap();
+            }));
+        }
+        for h in hs {
+            h.await.unwrap();
+        }
+        let n = db.fsync_count();
+        assert!(n >= 1 && n < N as u64 / 2, "{n} fsyncs for {N} appends");
+        assert_eq!(db.head().num_series(), N);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wal_failure_then_recovery_keeps_head_and_wal_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_ms();
+        let a = || vec![("__name__", "a")];
+        let b = || vec![("__name__", "b")];
+        let got = {
+            let db = Db::open(dir.path(), small_opts()).unwrap();
+            write(&db, &[(a(), vec![(now - 10, 1.0)])]).await.unwrap();
+            db.shared.fail_next.store(true, Ordering::Relaxed);
+            // The batch fails: nothing acknowledged.
+            let e = write(
+                &db,
+                &[(a(), vec![(now - 5, 2.0)]), (b(), vec![(now - 5, 2.0)])],
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(e, AppendError::Wal { .. }), "{e:?}");
+            // The next call fails fast while broken, and triggers recovery.
+            let mut tries = 0;
+            let st = loop {
+                match write(
+                    &db,
+                    &[(a(), vec![(now - 5, 2.0)]), (b(), vec![(now - 5, 2.0)])],
+                )
+                .await
+                {
+                    Ok(st) => break st,
+                    Err(AppendError::Wal { .. }) if tries < 100 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            };
+            // The retry is silently accepted: the failed samples were kept and re-logged.
+            assert_eq!(st, AppendStats::default());
+            write(
+                &db,
+                &[
+                    (a(), vec![(now, 3.0)]),
+                    (vec![("__name__", "c")], vec![(now, 3.0)]),
+                ],
+            )
+            .await
+            .unwrap();
+            all(&db)
+        };
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].1.len(), 3);
+        let db = Db::open(dir.path(), small_opts()).unwrap();
+        assert_eq!(all(&db), got);
+    }
+
+    fn rss_bytes() -> usize {
+        let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        s.split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse::<usize>().ok())
+            .unwrap_or(0)
+            * 4096
+    }
+
+    /// Not a test: `cargo test --release -p ringest tsdb::db::tests::bench -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark"]
+    async fn bench_append_replay_memory() {
+        const SERIES: usize = 100_000;
+        const ROUNDS: i64 = 50;
+        const PER_REQ: usize = 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..SERIES).map(|i| format!("pod-{i:07}")).collect();
+        let base = now_ms() - 3_000_000;
+        let rss0 = rss_bytes();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let started = Instant::now();
+        for round in 0..ROUNDS {
+            for chunk in names.chunks(PER_REQ) {
+                let series: Vec<TestSeries<'_>> = chunk
+                    .iter()
+                    .map(|n| {
+                        (
+                            vec![
+                                ("__name__", "http_requests_total"),
+                                ("cluster", "prod-eu-1"),
+                                ("instance", n.as_str()),
+                                ("job", "kubernetes-pods"),
+                                ("namespace", "default"),
+                                ("pod", n.as_str()),
+                            ],
+                            vec![(base + round * 15_000, (round * 7) as f64)],
+                        )
+                    })
+                    .collect();
+                write(&db, &series).await.unwrap();
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let total = SERIES as f64 * ROUNDS as f64;
+        println!(
+            "append: {:.0} samples/s, {} fsyncs, rss {:.0} bytes/series",
+            total / secs,
+            db.fsync_count(),
+            (rss_bytes() - rss0) as f64 / SERIES as f64
+        );
+        drop(db);
+        let rss1 = rss_bytes();
+        let started = Instant::now();
+        let db = Db::open(dir.path(), DbOptions::default()).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "replay: {:.0} samples/s ({:.2}s), rss {:.0} bytes/series after replay",
+            total / secs,
+            secs,
+            (rss_bytes().saturating_sub(rss1)) as f64 / SERIES as f64
+        );
+        assert_eq!(db.head().num_series(), SERIES);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        #[test]
+        fn prop_replay_equals_acknowledged(reqs in proptest::collection::vec(
+            proptest::collection::vec((0usize..3, 0i64..40, 0u8..3), 1..6), 1..12)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let base = now_ms() - 100_000;
+                let names = ["x", "y", "z"];
+                let before = {
+                    let db = Db::open(dir.path(), small_opts()).unwrap();
+                    let mut model: Vec<Vec<(i64, u64)>> = vec![Vec::new(); 3];
+                    for r in &reqs {
+                        let series: Vec<_> = r
+                            .iter()
+                            .map(|&(s, t, v)| (vec![("__name__", names[s])], vec![(base + t, v as f64)]))
+                            .collect();
+                        let _ = write(&db, &series).await;
+                        for &(s, t, v) in r {
+                            let (t, v) = (base + t, (v as f64).to_bits());
+                            let m = &mut model[s];
+                            if m.last().is_none_or(|&(lt, _)| t > lt) {
+                                m.push((t, v));
+                            }
+                        }
+                    }
+                    let got = all(&db);
+                    let want: Vec<_> = model
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| !m.is_empty())
+                        .map(|(i, m)| (format!("{{__name__=\"{}\"}}", names[i]), m.clone()))
+                        .collect();
+                    assert_eq!(got, want);
+                    got
+                };
+                let db = Db::open(dir.path(), small_opts()).unwrap();
+                assert_eq!(all(&db), before);
+            });
+        }
+    }
+}
