@@ -65,8 +65,9 @@ pub enum WalError {
     /// Segment size must be a positive multiple of the page size.
     #[error("invalid wal segment size {0}: must be a positive multiple of 32 KiB")]
     InvalidSegmentSize(usize),
-    /// An earlier write failed; the in-memory page may hold a partial record.
-    #[error("wal unusable after an earlier write error; replay, repair and reopen it")]
+    /// An fsync failed, or undoing a failed write failed: the on-disk state
+    /// is unknown, so the writer refuses further work.
+    #[error("wal unusable after an earlier fsync or rollback error; replay, repair and reopen it")]
     Poisoned,
     /// `next` was called again after the reader returned an error.
     #[error("wal reader already failed")]
@@ -186,6 +187,25 @@ pub struct Wal {
     poisoned: bool,
     encoder: snap::raw::Encoder,
     snappy_buf: Vec<u8>,
+    /// Writer position at the start of the current `log`/`flush` call.
+    mark: Option<Mark>,
+    /// Copy of the marked page, taken only if the call completes that page.
+    saved_page: Vec<u8>,
+    saved_taken: bool,
+    /// Test hook: bytes that may still be written before writes fail with ENOSPC.
+    #[cfg(test)]
+    fail_after: Option<usize>,
+}
+
+/// Where the writer stood before a call, so a failed write can be undone
+/// (otherwise a partial record would sit in the segment, and the next
+/// replay would stop there and repair would drop everything after it).
+#[derive(Clone, Copy)]
+struct Mark {
+    segment_index: u64,
+    done_pages: usize,
+    alloc: usize,
+    flushed: usize,
 }
 
 impl Wal {
@@ -214,6 +234,11 @@ impl Wal {
             poisoned: false,
             encoder: snap::raw::Encoder::new(),
             snappy_buf: Vec::new(),
+            mark: None,
+            saved_page: Vec::new(),
+            saved_taken: false,
+            #[cfg(test)]
+            fail_after: None,
         })
     }
 
@@ -228,38 +253,122 @@ impl Wal {
     }
 
     /// Appends records (buffered; full pages are written as they complete).
+    /// All or nothing: on a write error (e.g. disk full) none of `records`
+    /// stays in the WAL and the writer remains usable, so the caller may retry.
     /// Empty records are skipped: Prometheus never writes them and a zeroed
     /// header would otherwise decode as one.
     pub fn log<R: AsRef<[u8]>>(&mut self, records: &[R]) -> Result<(), WalError> {
-        if self.poisoned {
-            return Err(WalError::Poisoned);
-        }
+        self.begin()?;
         for rec in records {
             let rec = rec.as_ref();
             if rec.is_empty() {
                 continue;
             }
             if let Err(e) = self.log_one(rec) {
-                self.poisoned = true;
-                return Err(e);
+                return Err(self.abort(e));
             }
         }
+        self.mark = None;
         Ok(())
     }
 
     /// Writes the buffered partial page to the file (no fsync); the page is
-    /// continued in place by later records.
+    /// continued in place by later records. On error nothing is lost from
+    /// the buffer and the call can be retried.
     pub fn flush(&mut self) -> Result<(), WalError> {
+        self.begin()?;
+        if self.alloc > self.flushed {
+            if let Err(e) = self.flush_page(false) {
+                return Err(self.abort(e));
+            }
+        }
+        self.mark = None;
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), WalError> {
         if self.poisoned {
             return Err(WalError::Poisoned);
         }
-        if self.alloc > self.flushed {
-            if let Err(e) = self.flush_page(false) {
-                self.poisoned = true;
-                return Err(e);
-            }
-        }
+        self.mark = Some(Mark {
+            segment_index: self.segment_index,
+            done_pages: self.done_pages,
+            alloc: self.alloc,
+            flushed: self.flushed,
+        });
+        self.saved_taken = false;
         Ok(())
+    }
+
+    /// Undoes the current call after `e`; poisons the writer if that fails.
+    fn abort(&mut self, e: WalError) -> WalError {
+        if let Some(m) = self.mark.take() {
+            if let Err(e2) = self.rollback(m) {
+                tracing::error!(error = %e2, "wal rollback after a write error failed");
+                self.poisoned = true;
+            }
+        } else {
+            self.poisoned = true;
+        }
+        e
+    }
+
+    fn rollback(&mut self, m: Mark) -> Result<(), WalError> {
+        if self.segment_index != m.segment_index {
+            // Segments created by the failed call go away entirely.
+            for i in m.segment_index + 1..=self.segment_index {
+                let p = segment_path(&self.dir, i);
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WalError::io("delete segment", &p, e)),
+                }
+            }
+            let old = match self
+                .unsynced
+                .iter()
+                .position(|(i, _)| *i == m.segment_index)
+            {
+                Some(k) => self.unsynced.remove(k).1,
+                None => {
+                    let p = segment_path(&self.dir, m.segment_index);
+                    OpenOptions::new()
+                        .append(true)
+                        .open(&p)
+                        .map_err(|e| WalError::io("reopen segment", &p, e))?
+                }
+            };
+            self.unsynced.retain(|(i, _)| *i < m.segment_index);
+            self.segment = old;
+            self.segment_index = m.segment_index;
+        }
+        let len = (m.done_pages * PAGE_SIZE + m.flushed) as u64;
+        self.segment
+            .set_len(len)
+            .map_err(|e| WalError::io("truncate segment", &self.seg_path(), e))?;
+        if self.saved_taken {
+            self.page[..m.alloc].copy_from_slice(&self.saved_page[..m.alloc]);
+        }
+        self.page[m.alloc..].fill(0);
+        self.alloc = m.alloc;
+        self.flushed = m.flushed;
+        self.done_pages = m.done_pages;
+        self.saved_taken = false;
+        Ok(())
+    }
+
+    /// Appends `page[from..to]` to the segment.
+    fn write_page(&mut self, from: usize, to: usize) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(left) = self.fail_after {
+            if to - from > left {
+                self.fail_after = Some(0);
+                self.segment.write_all(&self.page[from..from + left])?;
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            self.fail_after = Some(left - (to - from));
+        }
+        self.segment.write_all(&self.page[from..to])
     }
 
     /// `flush`, then fdatasync of earlier unsynced segments and the current
@@ -295,27 +404,23 @@ impl Wal {
 
     /// Pads the current page, syncs and closes (Prometheus `Close`).
     pub fn close(mut self) -> Result<(), WalError> {
-        if self.poisoned {
-            return Err(WalError::Poisoned);
-        }
+        self.begin()?;
         if self.alloc > 0 {
             if let Err(e) = self.flush_page(true) {
-                self.poisoned = true;
-                return Err(e);
+                return Err(self.abort(e));
             }
         }
+        self.mark = None;
         self.sync()
     }
 
     /// Closes the current segment and starts the next one (for truncation/checkpoints).
     pub fn next_segment(&mut self) -> Result<u64, WalError> {
-        if self.poisoned {
-            return Err(WalError::Poisoned);
-        }
+        self.begin()?;
         if let Err(e) = self.next_segment_inner() {
-            self.poisoned = true;
-            return Err(e);
+            return Err(self.abort(e));
         }
+        self.mark = None;
         Ok(self.segment_index)
     }
 
@@ -335,12 +440,20 @@ impl Wal {
             self.alloc = PAGE_SIZE;
         }
         if self.alloc > self.flushed {
-            if let Err(e) = self.segment.write_all(&self.page[self.flushed..self.alloc]) {
+            if let Err(e) = self.write_page(self.flushed, self.alloc) {
                 return Err(WalError::io("write segment", &self.seg_path(), e));
             }
         }
         self.flushed = self.alloc;
         if clear {
+            if let Some(m) = self.mark {
+                // The first page completed in a call is the marked one.
+                if !self.saved_taken {
+                    self.saved_page.clear();
+                    self.saved_page.extend_from_slice(&self.page[..m.alloc]);
+                    self.saved_taken = true;
+                }
+            }
             self.page.fill(0);
             self.alloc = 0;
             self.flushed = 0;
@@ -450,10 +563,19 @@ fn create_segment(dir: &Path, i: u64) -> Result<(File, usize), WalError> {
         .append(true)
         .open(&p)
         .map_err(|e| WalError::io("create segment", &p, e))?;
-    let len = f
+    let mut len = f
         .metadata()
         .map_err(|e| WalError::io("stat segment", &p, e))?
         .len();
+    // Like Prometheus `OpenWriteSegment`: zero-fill a torn last page so the
+    // file length stays a whole number of pages.
+    let torn = len % PAGE_SIZE as u64;
+    if torn != 0 {
+        tracing::warn!(segment = %p.display(), "last page of the WAL is torn, filling it with zeros");
+        len += PAGE_SIZE as u64 - torn;
+        f.set_len(len)
+            .map_err(|e| WalError::io("zero-pad segment", &p, e))?;
+    }
     Ok((f, (len / PAGE_SIZE as u64) as usize))
 }
 
@@ -1038,6 +1160,54 @@ mod tests {
         repair(tmp.path(), segment, offset).unwrap();
         assert_eq!(segments(tmp.path()).unwrap(), Some((0, 1)));
         assert_eq!(read_all(tmp.path()).unwrap(), got);
+    }
+
+    /// A write failing at any byte (disk full) leaves no trace of the failed
+    /// batch, even across a segment switch; retrying then succeeds.
+    #[test]
+    fn failed_writes_roll_back() {
+        // The batch overflows the 4-page segment, so some failures hit after
+        // the switch to a new segment.
+        let batch: Vec<Vec<u8>> = (0..6).map(|i| make_record(i + 100, 20_000)).collect();
+        let before: Vec<Vec<u8>> = (0..3).map(|i| make_record(i + 200, 9_000)).collect();
+        let mut failures = 0;
+        for fail_at in (0..160_000)
+            .step_by(3_331)
+            .chain([1, 6, 7, 27_000, 131_072 - 27_017])
+        {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut w = Wal::open(tmp.path(), small_opts(false)).unwrap();
+            w.log(&before).unwrap();
+            w.flush().unwrap();
+            w.log(&[&make_record(7, 3)]).unwrap(); // unflushed bytes in the page
+            let seg_before = w.current_segment();
+            w.fail_after = Some(fail_at);
+            if let Err(e) = w.log(&batch) {
+                failures += 1;
+                assert!(e.is_disk_full(), "{e}");
+                assert_eq!(w.current_segment(), seg_before);
+                w.fail_after = None;
+                w.log(&batch).unwrap();
+            }
+            // A failing flush keeps the buffered page for a retry.
+            w.fail_after = Some(fail_at % 5_000);
+            if let Err(e) = w.flush() {
+                assert!(e.is_disk_full(), "{e}");
+                w.fail_after = None;
+                w.flush().unwrap();
+            }
+            w.fail_after = None;
+            let mut want = before.clone();
+            want.push(make_record(7, 3));
+            want.extend(batch.iter().cloned());
+            w.close().unwrap();
+            let got =
+                read_all(tmp.path()).unwrap_or_else(|(_, e)| panic!("fail_at {fail_at}: {e}"));
+            assert_eq!(got.len(), want.len(), "fail_at {fail_at}");
+            assert!(got == want, "fail_at {fail_at}");
+            assert_eq!(segments(tmp.path()).unwrap(), Some((0, 1)));
+        }
+        assert!(failures > 30, "{failures}");
     }
 
     #[test]
