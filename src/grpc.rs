@@ -79,7 +79,8 @@ pub trait GrpcHandler: Send + Sync + 'static {
     /// Stores one `thanos.WriteRequest` body.
     fn remote_write(&self, body: Bytes) -> BoxFuture<'static, Result<(), Status>>;
     /// Answers one Prometheus `ReadRequest` body for `tenant` with a `ReadResponse` body.
-    fn remote_read(&self, tenant: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, Status>>;
+    fn remote_read(&self, tenant: String, body: Bytes)
+        -> BoxFuture<'static, Result<Bytes, Status>>;
 }
 
 /// Serves [`GrpcHandler`] as `thanos.WriteableStore`.
@@ -256,7 +257,11 @@ impl PeerClient {
         })
     }
 
-    async fn unary(&self, path: &'static str, request: tonic::Request<Bytes>) -> Result<Bytes, Status> {
+    async fn unary(
+        &self,
+        path: &'static str,
+        request: tonic::Request<Bytes>,
+    ) -> Result<Bytes, Status> {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(usize::MAX);
@@ -290,9 +295,9 @@ impl PeerClient {
     ) -> Result<Bytes, Status> {
         let mut request = tonic::Request::new(body);
         request.set_timeout(timeout);
-        let value = tenant
-            .parse()
-            .map_err(|_| Status::invalid_argument(format!("tenant {tenant:?} is not a valid header value")))?;
+        let value = tenant.parse().map_err(|_| {
+            Status::invalid_argument(format!("tenant {tenant:?} is not a valid header value"))
+        })?;
         request.metadata_mut().insert(TENANT_METADATA, value);
         match tokio::time::timeout(timeout, self.unary(REMOTE_READ_PATH, request)).await {
             Ok(result) => result,

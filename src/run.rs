@@ -1,5 +1,6 @@
 //! Wires subcommands to their parts: listeners, router, ingestor, signals.
 
+use std::future::IntoFuture;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +89,9 @@ fn locate(
             Ok(input) => {
                 let labels: Vec<(String, String)> = input.labels.into_iter().collect();
                 match hashring::locate(&multiring, &input.tenant, &labels) {
-                    Ok(p) => serde_json::json!({ "hashring": p.hashring, "endpoints": p.endpoints }),
+                    Ok(p) => {
+                        serde_json::json!({ "hashring": p.hashring, "endpoints": p.endpoints })
+                    }
                     Err(e) => serde_json::json!({ "error": e.to_string() }),
                 }
             }
@@ -140,7 +143,10 @@ async fn serve_async(
         Arc::new(Ingestor::new(s.tsdb_path.clone(), opts))
     });
 
-    let router = match routing.as_ref().and_then(|r| r.hashrings_file.clone().map(|f| (r, f))) {
+    let router = match routing
+        .as_ref()
+        .and_then(|r| r.hashrings_file.clone().map(|f| (r, f)))
+    {
         Some((r, file)) => {
             if r.replication_factor == 0 {
                 return Err("--receive.replication-factor must be at least 1".into());
@@ -171,7 +177,7 @@ async fn serve_async(
             default_tenant: server.default_tenant_id.clone(),
             replica_header: HeaderName::try_from(server.replica_header.as_str())
                 .map_err(|e| format!("bad --receive.replica-header: {e}"))?,
-            limits: limits.clone(),
+            limits,
         },
         router,
         ingestor: ingestor.clone(),
@@ -205,9 +211,13 @@ async fn serve_async(
         });
         let grpc = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(WriteableStoreServer::new(handler.clone(), limits.max_decompressed_bytes))
+            .add_service(WriteableStoreServer::new(
+                handler.clone(),
+                limits.max_decompressed_bytes,
+            ))
             .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes));
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let rx = stop_rx.clone();
         tasks.spawn(async move {
             grpc.serve_with_incoming_shutdown(incoming, stopped(rx))
@@ -220,7 +230,9 @@ async fn serve_async(
         let replay = tokio::task::spawn_blocking(move || replaying.replay());
         tokio::spawn(async move {
             match replay.await {
-                Ok(Ok(())) => tracing::info!(elapsed = ?started.elapsed(), "WAL replay done; ready"),
+                Ok(Ok(())) => {
+                    tracing::info!(elapsed = ?started.elapsed(), "WAL replay done; ready")
+                }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "WAL replay failed");
                     std::process::exit(1);
@@ -264,13 +276,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

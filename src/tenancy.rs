@@ -14,7 +14,10 @@ pub enum TenantError {
 }
 
 /// Picks the tenant from the header value, falling back to the default when absent or empty.
-pub fn tenant_from_header<'a>(header: Option<&'a str>, default: &'a str) -> Result<&'a str, TenantError> {
+pub fn tenant_from_header<'a>(
+    header: Option<&'a str>,
+    default: &'a str,
+) -> Result<&'a str, TenantError> {
     let tenant = match header {
         Some(h) if !h.is_empty() => h,
         _ => default,
@@ -42,9 +45,18 @@ mod tests {
 
     #[test]
     fn header_wins_and_default_fills_in() {
-        assert_eq!(tenant_from_header(Some("team-a"), "default-tenant"), Ok("team-a"));
-        assert_eq!(tenant_from_header(Some(""), "default-tenant"), Ok("default-tenant"));
-        assert_eq!(tenant_from_header(None, "default-tenant"), Ok("default-tenant"));
+        assert_eq!(
+            tenant_from_header(Some("team-a"), "default-tenant"),
+            Ok("team-a")
+        );
+        assert_eq!(
+            tenant_from_header(Some(""), "default-tenant"),
+            Ok("default-tenant")
+        );
+        assert_eq!(
+            tenant_from_header(None, "default-tenant"),
+            Ok("default-tenant")
+        );
     }
 
     #[test]

@@ -126,7 +126,8 @@ fn record_written(tenant: &str, stats: &AppendStats) {
         .increment(stats.samples_appended);
     metrics::counter!("ringest_series_created_total", "tenant" => tenant.to_string())
         .increment(stats.series_created);
-    let rejected = stats.out_of_order + stats.duplicate + stats.out_of_bounds + stats.too_far_in_future;
+    let rejected =
+        stats.out_of_order + stats.duplicate + stats.out_of_bounds + stats.too_far_in_future;
     if rejected > 0 {
         metrics::counter!("ringest_samples_rejected_total", "tenant" => tenant.to_string())
             .increment(rejected);

@@ -120,7 +120,8 @@ pub fn read_local(
     let mut results = Vec::with_capacity(req.queries.len());
     for q in &req.queries {
         let matchers = matchers_of(&q.matchers)?;
-        let series = ingestor.select(tenant, q.start_timestamp_ms, q.end_timestamp_ms, &matchers)?;
+        let series =
+            ingestor.select(tenant, q.start_timestamp_ms, q.end_timestamp_ms, &matchers)?;
         results.push(QueryResult {
             timeseries: to_timeseries(series),
         });
@@ -187,7 +188,10 @@ pub async fn read_fanout(
             if let Some(local) = router.local_for(ep) {
                 return read_local(local, tenant, req).map_err(|e| format!("local ingestor: {e}"));
             }
-            let client = router.peers().get(ep).map_err(|s| format!("{ep}: {}", s.message()))?;
+            let client = router
+                .peers()
+                .get(ep)
+                .map_err(|s| format!("{ep}: {}", s.message()))?;
             let bytes = client
                 .remote_read(tenant, body, router.forward_timeout() * 6)
                 .await
@@ -265,8 +269,19 @@ mod tests {
         assert_eq!(merged.timeseries.len(), 2);
         let up = &merged.timeseries[0];
         assert_eq!(up.labels[0].value, "up");
-        let got: Vec<(i64, u64)> = up.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
-        assert_eq!(got, vec![(1, 1f64.to_bits()), (2, 0x7ff0_0000_0000_0002), (3, 1f64.to_bits())]);
+        let got: Vec<(i64, u64)> = up
+            .samples
+            .iter()
+            .map(|s| (s.timestamp, s.value.to_bits()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 1f64.to_bits()),
+                (2, 0x7ff0_0000_0000_0002),
+                (3, 1f64.to_bits())
+            ]
+        );
     }
 
     #[test]
@@ -284,10 +299,18 @@ mod tests {
             }],
             accepted_response_types: vec![],
         };
-        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&req.encode_to_vec())
+            .unwrap();
         assert_eq!(decode_request(&body, 1 << 20).unwrap(), req);
-        assert!(matches!(decode_request(&body, 4), Err(ReadError::TooLarge(_))));
-        assert!(matches!(decode_request(b"\xff\xff\xff", 1 << 20), Err(ReadError::BadRequest(_))));
+        assert!(matches!(
+            decode_request(&body, 4),
+            Err(ReadError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode_request(b"\xff\xff\xff", 1 << 20),
+            Err(ReadError::BadRequest(_))
+        ));
         assert_eq!(matchers_of(&req.queries[0].matchers).unwrap().len(), 1);
     }
 }

@@ -244,9 +244,11 @@ impl Router {
             &mut body,
         );
         let result = match self.peers.get(endpoint) {
-            Ok(client) => client
-                .remote_write(Bytes::from(body), self.forward_timeout)
-                .await,
+            Ok(client) => {
+                client
+                    .remote_write(Bytes::from(body), self.forward_timeout)
+                    .await
+            }
             Err(status) => Err(status),
         };
         let outcome = if result.is_ok() { "success" } else { "error" };

@@ -130,7 +130,10 @@ mod tests {
             series_outcome([Some(Conflict), Some(Conflict), Some(Conflict)], 3),
             Err(Conflict)
         );
-        assert_eq!(series_outcome([Some(Conflict), Some(Conflict), None], 3), Err(Conflict));
+        assert_eq!(
+            series_outcome([Some(Conflict), Some(Conflict), None], 3),
+            Err(Conflict)
+        );
     }
 
     #[test]
@@ -154,7 +157,10 @@ mod tests {
 
     #[test]
     fn request_prefers_recoverable_causes() {
-        assert_eq!(request_cause([Conflict, Unavailable, NotReady]), Some(Unavailable));
+        assert_eq!(
+            request_cause([Conflict, Unavailable, NotReady]),
+            Some(Unavailable)
+        );
         assert_eq!(request_cause([Conflict, NotReady]), Some(NotReady));
         assert_eq!(request_cause([Unknown, Conflict]), Some(Conflict));
         assert_eq!(request_cause([]), None);

@@ -87,7 +87,11 @@ pub fn load(
 }
 
 fn record_reload(ok: bool) {
-    metrics::gauge!("ringest_hashring_config_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
+    metrics::gauge!("ringest_hashring_config_last_reload_successful").set(if ok {
+        1.0
+    } else {
+        0.0
+    });
     if ok {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

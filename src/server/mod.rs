@@ -100,7 +100,10 @@ impl App {
             })?),
             None => None,
         };
-        Ok(tenancy::tenant_from_header(value, &self.config.default_tenant)?)
+        Ok(tenancy::tenant_from_header(
+            value,
+            &self.config.default_tenant,
+        )?)
     }
 
     fn replica(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
@@ -113,7 +116,10 @@ impl App {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("bad replica header {}: expected a non-negative integer", self.config.replica_header),
+                    format!(
+                        "bad replica header {}: expected a non-negative integer",
+                        self.config.replica_header
+                    ),
                 )
             })
     }
@@ -140,15 +146,21 @@ impl App {
                 return Err(too_large(len, limit));
             }
         }
-        let compressed = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|e| {
-                if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the limit of {limit} bytes"))
-                } else {
-                    ApiError::new(StatusCode::BAD_REQUEST, format!("reading request body: {e}"))
-                }
-            })?;
+        let compressed = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body exceeds the limit of {limit} bytes"),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading request body: {e}"),
+                )
+            }
+        })?;
         let mut raw = Vec::new();
         remote_write::decompress_into(&compressed, &self.config.limits, &mut raw)?;
         let req = match protocol {
@@ -158,12 +170,21 @@ impl App {
         let valid_samples = req.num_samples();
 
         let stored = match (&self.router, &self.ingestor) {
-            (Some(router), _) if replica == 0 => router.write(tenant, &req).await.map_err(ApiError::from),
+            (Some(router), _) if replica == 0 => {
+                router.write(tenant, &req).await.map_err(ApiError::from)
+            }
             (_, Some(ingestor)) => {
                 let series: Vec<&Series> = req.series.iter().collect();
-                ingestor.write(tenant, &req, &series).await.map(|_| ()).map_err(ApiError::from)
+                ingestor
+                    .write(tenant, &req, &series)
+                    .await
+                    .map(|_| ())
+                    .map_err(ApiError::from)
             }
-            _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no ring and no local storage")),
+            _ => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no ring and no local storage",
+            )),
         };
         stored?;
         metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
@@ -242,7 +263,12 @@ async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> R
         let resp = match (&app.router, &app.ingestor) {
             (Some(router), _) => query::read_fanout(router, tenant, &req).await?,
             (None, Some(ingestor)) => query::read_local(ingestor, tenant, &req)?,
-            (None, None) => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no storage to read")),
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no storage to read",
+                ))
+            }
         };
         Ok::<_, ApiError>(query::encode_response(&resp))
     }
@@ -270,11 +296,18 @@ async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> R
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
     let ingestor_ready = app.ingestor.as_ref().is_none_or(|i| i.is_ready());
-    let ring_ready = app.router.as_ref().is_none_or(|r| r.ring().current().is_some());
+    let ring_ready = app
+        .router
+        .as_ref()
+        .is_none_or(|r| r.ring().current().is_some());
     if ingestor_ready && ring_ready {
         (StatusCode::OK, "Ringest is Ready.\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Ringest is not ready: WAL replay or hashring load in progress.\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Ringest is not ready: WAL replay or hashring load in progress.\n",
+        )
+            .into_response()
     }
 }
 
@@ -316,10 +349,12 @@ pub struct IngestGrpc {
 
 impl IngestGrpc {
     async fn write(ingestor: Arc<Ingestor>, body: Bytes) -> Result<(), Status> {
-        let req = remote_write::decode_thanos_write(&body).map_err(|e| status::decode_grpc_status(&e))?;
-        let tenant = req.tenant.filter(|t| !t.is_empty()).ok_or_else(|| {
-            Status::invalid_argument("replicated write without a tenant")
-        })?;
+        let req =
+            remote_write::decode_thanos_write(&body).map_err(|e| status::decode_grpc_status(&e))?;
+        let tenant = req
+            .tenant
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Status::invalid_argument("replicated write without a tenant"))?;
         let series: Vec<&Series> = req.series.iter().collect();
         let result = ingestor.write(tenant, &req, &series).await;
         if let Err(e) = &result {
@@ -342,12 +377,17 @@ impl GrpcHandler for IngestGrpc {
         Box::pin(Self::write(self.ingestor.clone(), body))
     }
 
-    fn remote_read(&self, tenant: String, body: Bytes) -> BoxFuture<'static, Result<Bytes, Status>> {
+    fn remote_read(
+        &self,
+        tenant: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, Status>> {
         let ingestor = self.ingestor.clone();
         Box::pin(async move {
             let req = proto::prompb::ReadRequest::decode(body)
                 .map_err(|e| status::read_grpc_status(&ReadError::BadRequest(e.to_string())))?;
-            let resp = query::read_local(&ingestor, &tenant, &req).map_err(|e| status::read_grpc_status(&e))?;
+            let resp = query::read_local(&ingestor, &tenant, &req)
+                .map_err(|e| status::read_grpc_status(&e))?;
             Ok(Bytes::from(resp.encode_to_vec()))
         })
     }
