@@ -14,7 +14,10 @@ const MAX_BODY: usize = 1024;
 /// Series in [`oversized_body`].
 const BIG_SERIES: usize = 200;
 /// Not a snappy block.
-const CORRUPT_SNAPPY: &[u8] = b"\xff\xff\xff\xff\x0fthis is not snappy at all";
+/// Declares 32 decompressed bytes, then a literal running past the end of the input.
+const CORRUPT_SNAPPY: &[u8] = b"\x20this is not snappy at all";
+/// A snappy header declaring 4 GiB: a decompression bomb, refused before allocating.
+const SNAPPY_BOMB: &[u8] = b"\xff\xff\xff\xff\x0fthis is not snappy at all";
 /// Not a `WriteRequest`: field 1 claims 4 GiB.
 const GARBAGE_PROTOBUF: &[u8] = b"\x0a\xff\xff\xff\xff\x0f\x01\x02\x03";
 
@@ -191,6 +194,16 @@ impl Target<'_> {
             &["snappy", "decompress"],
         );
         self.valid_write("after-snappy", "/api/v1/receive");
+
+        // 413: a snappy header declaring more than the decompressed limit.
+        let r = post_raw(self.rw, "/api/v1/receive", &WRITE_HEADERS, SNAPPY_BOMB);
+        assert_status(
+            &format!("{n}: snappy bomb"),
+            &r,
+            413,
+            &["exceeds", "limit"],
+        );
+        self.valid_write("after-bomb", "/api/v1/receive");
 
         // 400: valid snappy around garbage protobuf (field 1 claims 4 GiB).
         let body = snap::raw::Encoder::new()
