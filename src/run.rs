@@ -76,6 +76,11 @@ fn locate(
         tenant: String,
         labels: std::collections::BTreeMap<String, String>,
     }
+    #[derive(serde::Serialize)]
+    struct Located {
+        hashring: String,
+        endpoints: Vec<String>,
+    }
     let (multiring, _) = ring::load(file, algorithm, replication_factor)?;
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -85,14 +90,18 @@ fn locate(
             continue;
         }
         let answer = match serde_json::from_str::<Input>(&line) {
-            Err(e) => serde_json::json!({ "error": format!("invalid input line: {e}") }),
+            Err(e) => {
+                serde_json::json!({ "error": format!("invalid input line: {e}") }).to_string()
+            }
             Ok(input) => {
                 let labels: Vec<(String, String)> = input.labels.into_iter().collect();
                 match hashring::locate(&multiring, &input.tenant, &labels) {
-                    Ok(p) => {
-                        serde_json::json!({ "hashring": p.hashring, "endpoints": p.endpoints })
-                    }
-                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    // A struct keeps the documented key order: hashring, then endpoints.
+                    Ok(p) => serde_json::to_string(&Located {
+                        hashring: p.hashring,
+                        endpoints: p.endpoints,
+                    })?,
+                    Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
                 }
             }
         };

@@ -197,12 +197,7 @@ impl Target<'_> {
 
         // 413: a snappy header declaring more than the decompressed limit.
         let r = post_raw(self.rw, "/api/v1/receive", &WRITE_HEADERS, SNAPPY_BOMB);
-        assert_status(
-            &format!("{n}: snappy bomb"),
-            &r,
-            413,
-            &["exceeds", "limit"],
-        );
+        assert_status(&format!("{n}: snappy bomb"), &r, 413, &["exceeds", "limit"]);
         self.valid_write("after-bomb", "/api/v1/receive");
 
         // 400: valid snappy around garbage protobuf (field 1 claims 4 GiB).
