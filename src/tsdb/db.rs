@@ -655,9 +655,11 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
     let opts = head.options().clone();
     let mut reader = Reader::open(wal_dir)?;
     let mut samples: Vec<RefSample> = Vec::with_capacity(1024);
-    // Refs whose labels were already present under another ref (re-logged series records).
-    let mut aliases: HashMap<u64, Arc<MemSeries>> = HashMap::new();
-    let mut cache: Option<Arc<MemSeries>> = None;
+    // Refs are dense (one counter), so a plain vector indexed by ref finds a series without
+    // hashing or locking; refs beyond `DENSE_REFS` use the map.
+    const DENSE_REFS: u64 = 1 << 26;
+    let mut dense: Vec<Option<Arc<MemSeries>>> = Vec::new();
+    let mut sparse: HashMap<u64, Arc<MemSeries>> = HashMap::new();
     let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
     let mut corrupt: Option<(u64, u64, String)> = None;
     loop {
@@ -685,13 +687,19 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                     series.clear();
                 }
                 for s in series {
+                    // A ref whose labels already exist under another ref becomes an alias.
                     let labels = Labels::from_pairs(s.labels.iter().copied());
                     let (ms, created) = head.create_with_ref(s.r#ref, labels);
                     ms.lock().logged = true;
-                    if created {
-                        st.series += 1;
-                    } else if ms.r#ref != s.r#ref {
-                        aliases.insert(s.r#ref, ms);
+                    st.series += u64::from(created);
+                    if s.r#ref < DENSE_REFS {
+                        let i = s.r#ref as usize;
+                        if dense.len() <= i {
+                            dense.resize(i + 1, None);
+                        }
+                        dense[i] = Some(ms);
+                    } else {
+                        sparse.insert(s.r#ref, ms);
                     }
                 }
             }
@@ -708,9 +716,9 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                     while j < samples.len() && samples[j].r#ref == r {
                         j += 1;
                     }
-                    let series = match &cache {
-                        Some(c) if c.r#ref == r => Some(c.clone()),
-                        _ => head.series_by_ref(r).or_else(|| aliases.get(&r).cloned()),
+                    let series = match dense.get(r as usize) {
+                        Some(Some(ms)) => Some(ms),
+                        _ => sparse.get(&r),
                     };
                     match series {
                         Some(ms) => {
@@ -725,8 +733,6 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                                     _ => st.skipped_samples += 1,
                                 }
                             }
-                            drop(d);
-                            cache = Some(ms);
                         }
                         None => {
                             st.unknown_refs += (j - i) as u64;
