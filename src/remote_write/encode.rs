@@ -85,7 +85,7 @@ pub fn encode_timeseries(labels: &[Label<'_>], samples: &[Sample], out: &mut Vec
 
 /// Appends a remote write 1.0 `prometheus.WriteRequest` holding the given series of `req`.
 pub fn encode_v1<'s>(
-    req: &'s WriteRequest<'_>,
+    req: &WriteRequest<'_>,
     series: impl IntoIterator<Item = &'s Series>,
     out: &mut Vec<u8>,
 ) {
@@ -96,7 +96,7 @@ pub fn encode_v1<'s>(
 
 /// Appends a `thanos.WriteRequest` holding the given series of `req` (exemplars are not forwarded).
 pub fn encode_thanos_write<'s>(
-    req: &'s WriteRequest<'_>,
+    req: &WriteRequest<'_>,
     series: impl IntoIterator<Item = &'s Series>,
     tenant: &str,
     replica: i64,
@@ -207,8 +207,8 @@ impl<'s> V2Encoder<'s> {
 }
 
 /// Appends a remote write 2.0 request holding the given series of `req`.
-pub fn encode_v2<'s, 'a: 's>(
-    req: &'s WriteRequest<'a>,
+pub fn encode_v2<'s>(
+    req: &WriteRequest<'_>,
     series: impl IntoIterator<Item = &'s Series>,
     out: &mut Vec<u8>,
 ) {

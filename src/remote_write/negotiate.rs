@@ -57,23 +57,24 @@ fn parse_content_type(ct: &str) -> Option<Protocol> {
     if !parts.next()?.trim().eq_ignore_ascii_case(PROTOBUF) {
         return None;
     }
-    let mut protocol = Protocol::V1;
     for param in parts.map(str::trim).filter(|p| !p.is_empty()) {
         let (key, value) = param.split_once('=')?;
         if key.trim().eq_ignore_ascii_case("proto") {
+            // The first proto= decides, as in Prometheus.
             let value = value.trim();
             let value = value
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
-            protocol = match value {
-                PROTO_V1 => Protocol::V1,
-                PROTO_V2 => Protocol::V2,
-                _ => return None,
+            return match value {
+                PROTO_V1 => Some(Protocol::V1),
+                PROTO_V2 => Some(Protocol::V2),
+                _ => None,
             };
         }
     }
-    Some(protocol)
+    // No proto= parameter means remote write 1.0.
+    Some(Protocol::V1)
 }
 
 /// Checks the compressed size, then the size the snappy header declares against the limit
