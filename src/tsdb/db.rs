@@ -349,6 +349,7 @@ impl Db {
         let min_valid = self.head.appendable_min_valid_time();
 
         let mut stats = AppendStats::default();
+        let mut first_err = None;
         let mut hash_buf = Vec::with_capacity(256);
         let mut resolved = Vec::with_capacity(series.len());
         for s in series {
@@ -357,13 +358,32 @@ impl Db {
                 continue;
             }
             let pairs = req.series_labels(s).iter().map(|l| (l.name, l.value));
+            let in_window = |t: i64| t >= min_valid && t <= max_t;
+            if !samples.iter().any(|x| in_window(x.timestamp)) {
+                // Like Prometheus, do not create a series none of whose samples can be stored.
+                for x in samples {
+                    let r = if x.timestamp > max_t {
+                        Rejection::TooFarInFuture
+                    } else {
+                        Rejection::OutOfBounds
+                    };
+                    stats.count(r);
+                    if first_err.is_none() {
+                        let labels = Labels::from_sorted(pairs.clone());
+                        first_err = Some(format!(
+                            "{r} for series {labels} at timestamp {}",
+                            x.timestamp
+                        ));
+                    }
+                }
+                continue;
+            }
             let hash = hash_pairs(pairs.clone(), &mut hash_buf);
             let (ms, created) = self.head.get_or_create(hash, pairs);
             stats.series_created += u64::from(created);
             resolved.push((ms, samples));
         }
 
-        let mut first_err = None;
         let target = self.commit(&resolved, min_valid, max_t, &mut stats, &mut first_err)?;
         self.wait_synced(target).await?;
 
@@ -912,6 +932,19 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!((stats.samples_appended, stats.out_of_bounds), (1, 1));
+        // A series none of whose samples can be stored is not created.
+        assert_eq!((stats.series_created, db.head().num_series()), (1, 1));
+        let err = write(
+            &db,
+            &[(vec![("__name__", "f")], vec![(now + 3_600_000, 1.0)])],
+        )
+        .await
+        .unwrap_err();
+        let AppendError::Conflict { stats, message } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((stats.too_far_in_future, db.head().num_series()), (1, 1));
+        assert!(message.starts_with("too far in the future for series {__name__=\"f\"}"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
