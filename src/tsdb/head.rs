@@ -19,7 +19,6 @@ use crate::tsdb::labels::{hash_pairs, Labels};
 use crate::tsdb::matcher::{MatchType, Matcher};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -48,28 +47,21 @@ impl Default for HeadOptions {
     }
 }
 
-/// Why one sample was not appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why one sample was not appended (messages as Prometheus's storage errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Older than the series' last sample.
+    #[error("out of order sample")]
     OutOfOrder,
     /// Same timestamp as the last sample, different value bits.
+    #[error("duplicate sample for timestamp")]
     Duplicate,
     /// Older than the head's appendable window.
+    #[error("out of bounds")]
     OutOfBounds,
     /// Newer than now plus the allowed future window.
+    #[error("too far in the future")]
     TooFarInFuture,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Rejection::OutOfOrder => "out of order sample",
-            Rejection::Duplicate => "duplicate sample for timestamp",
-            Rejection::OutOfBounds => "out of bounds",
-            Rejection::TooFarInFuture => "too far in the future",
-        })
-    }
 }
 
 /// One series' samples in a time range, as returned by [`Head::select`].
