@@ -7,6 +7,18 @@
 //! requests ([`WriteRequest::recycle`]). Whole-request problems are [`DecodeError`]s; series
 //! with bad labels land in [`WriteRequest::invalid`] and the rest is still written (partial
 //! write, as remote write 2.0 allows).
+//!
+//! Deliberate differences from the receivers we replace (see the tests):
+//! - Prometheus 1.0 skips series with bad labels and still answers 204; we report them
+//!   (`invalid`, so the caller answers 400 with the rest written), as its own TODO says 1.0 should.
+//! - Prometheus accepts empty label values; we refuse them, like Thanos (`ValidateLabels`).
+//! - Thanos refuses unsorted labels; we sort them, like Prometheus (senders do send them unsorted).
+//!   Thanos does not require `__name__`; we do, like Prometheus.
+//! - Content-Type parsing trims spaces and ignores case in the media type and parameter names;
+//!   Prometheus compares exactly, so `application/x-protobuf; proto=...v2.Request` (with a
+//!   space) is silently read as 1.0 there and as 2.0 here.
+//! - 2.0 series with neither samples nor histograms are refused (the spec's MUST); Prometheus
+//!   writes nothing for them and does not complain.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

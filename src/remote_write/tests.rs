@@ -1225,3 +1225,53 @@ fn write_fuzz_seeds() {
         std::fs::write(dir.join(format!("seed_{name}")), bytes).unwrap();
     }
 }
+
+/// Rough decode throughput, for a sanity check of the hot path:
+/// `cargo test --release -p ringest decode_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn decode_throughput() {
+    // A typical Prometheus batch: 2000 series of 10 labels with one sample each.
+    let names: Vec<String> = (0..2000).map(|i| format!("metric_{}", i % 50)).collect();
+    let values: Vec<String> = (0..2000).map(|i| format!("pod-{i:05}-abcdef")).collect();
+    let mut v1 = Vec::new();
+    let mut enc = V2Encoder::new();
+    for i in 0..2000 {
+        let labels = [
+            l("__name__", &names[i]),
+            l("cluster", "prod-eu-west-1"),
+            l("container", "app"),
+            l("endpoint", "http-metrics"),
+            l("instance", "10.0.12.34:8080"),
+            l("job", "kubernetes-pods"),
+            l("namespace", "payments"),
+            l("pod", &values[i]),
+            l("service", "payments-api"),
+            l("team", "core"),
+        ];
+        let samples = [s(1_700_000_000_000 + i as i64, i as f64 * 1.5)];
+        encode_timeseries(&labels, &samples, &mut v1);
+        enc.add_series(&labels, &samples);
+    }
+    let mut v2 = Vec::new();
+    enc.finish(&mut v2);
+    type Decode = for<'a> fn(&'a [u8], &mut WriteRequest<'a>) -> Result<(), DecodeError>;
+    let cases: [(&str, &[u8], Decode); 2] =
+        [("v1", &v1, decode_v1_into), ("v2", &v2, decode_v2_into)];
+    for (name, buf, decode) in cases {
+        let mut req = WriteRequest::default();
+        let iters = 300;
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            decode(buf, &mut req).unwrap();
+            assert_eq!(req.series.len(), 2000);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{name}: {} bytes, {:.0} MB/s, {:.1} M samples/s",
+            buf.len(),
+            (buf.len() * iters) as f64 / secs / 1e6,
+            (2000 * iters) as f64 / secs / 1e6
+        );
+    }
+}

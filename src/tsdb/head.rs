@@ -5,7 +5,7 @@
 //! `labels.Hash`; true collisions go to a small side map) and by series ref. Refs come from one
 //! atomic counter, so they are unique and increase with creation time; replay restores them.
 //! Each series keeps its closed chunks as compact byte slices plus one open [`XorChunk`].
-//! Postings (name → value → sorted refs) live in the hash stripe that owns the series, so
+//! Postings (name → value hash → sorted refs) live in the hash stripe that owns the series, so
 //! creating a series takes exactly one stripe write lock; a select visits every stripe.
 //!
 //! The append rules are Prometheus's head appender with the out-of-order window at 0, checked in
@@ -19,7 +19,7 @@ use crate::tsdb::labels::{hash_pairs, Labels};
 use crate::tsdb::matcher::{MatchType, Matcher};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -47,28 +47,21 @@ impl Default for HeadOptions {
     }
 }
 
-/// Why one sample was not appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why one sample was not appended (messages as Prometheus's storage errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Older than the series' last sample.
+    #[error("out of order sample")]
     OutOfOrder,
     /// Same timestamp as the last sample, different value bits.
+    #[error("duplicate sample for timestamp")]
     Duplicate,
     /// Older than the head's appendable window.
+    #[error("out of bounds")]
     OutOfBounds,
     /// Newer than now plus the allowed future window.
+    #[error("too far in the future")]
     TooFarInFuture,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Rejection::OutOfOrder => "out of order sample",
-            Rejection::Duplicate => "duplicate sample for timestamp",
-            Rejection::OutOfBounds => "out of bounds",
-            Rejection::TooFarInFuture => "too far in the future",
-        })
-    }
 }
 
 /// One series' samples in a time range, as returned by [`Head::select`].
@@ -272,14 +265,79 @@ impl SeriesData {
     }
 }
 
+/// Hasher for `u64` keys that are already hashes or dense ids: a cheap mixer instead of SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // MurmurHash3 fmix64: every output bit depends on every input bit. A plain multiply is
+        // not enough: stripes are chosen by the key's low bits, and a product's low bits depend
+        // only on the factors' low bits, so all keys of a stripe would share their buckets.
+        let mut h = x ^ (x >> 33);
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        self.0 = h ^ (h >> 33);
+    }
+}
+
+/// A map keyed by ids or hashes.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Sorted refs of one (name, value-hash) pair; most values (pod, instance) have one series.
+enum PostingList {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl PostingList {
+    fn insert(&mut self, r: u64) {
+        match self {
+            PostingList::One(x) if *x == r => {}
+            PostingList::One(x) => {
+                let mut v = vec![(*x).min(r), (*x).max(r)];
+                v.shrink_to_fit();
+                *self = PostingList::Many(v);
+            }
+            PostingList::Many(list) => insert_sorted(list, r),
+        }
+    }
+
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            PostingList::One(x) => std::slice::from_ref(x),
+            PostingList::Many(v) => v,
+        }
+    }
+}
+
 /// Series whose labels hash alike, plus their postings.
+///
+/// Postings are keyed by label name, then by the xxhash64 of the value rather than the value
+/// itself, so a unique value (pod, instance) costs a 32-byte table entry instead of a second
+/// copy of the string; colliding values only widen the candidate set, which `select` filters
+/// by the real labels anyway.
 #[derive(Default)]
 struct HashStripe {
-    series: HashMap<u64, Arc<MemSeries>>,
+    series: IdMap<Arc<MemSeries>>,
     /// Further series whose hash equals one already in `series` (true xxhash collisions).
-    conflicts: HashMap<u64, Vec<Arc<MemSeries>>>,
-    postings: HashMap<Box<str>, HashMap<Box<str>, Vec<u64>>>,
-    all: Vec<u64>,
+    conflicts: IdMap<Vec<Arc<MemSeries>>>,
+    postings: HashMap<Box<str>, IdMap<PostingList>>,
+}
+
+fn value_hash(v: &str) -> u64 {
+    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)
 }
 
 impl HashStripe {
@@ -304,13 +362,13 @@ impl HashStripe {
                 Some(m) => m,
                 None => self.postings.entry(n.into()).or_default(),
             };
-            let list = match values.get_mut(v) {
-                Some(l) => l,
-                None => values.entry(v.into()).or_default(),
-            };
-            insert_sorted(list, r);
+            match values.entry(value_hash(v)) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(PostingList::One(r));
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(r),
+            }
         }
-        insert_sorted(&mut self.all, r);
         match self.series.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(s);
@@ -319,6 +377,13 @@ impl HashStripe {
                 self.conflicts.entry(hash).or_default().push(s);
             }
         }
+    }
+
+    /// Every series of the stripe.
+    fn all(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
+        self.series
+            .values()
+            .chain(self.conflicts.values().flat_map(|v| v.iter()))
     }
 }
 
@@ -331,7 +396,7 @@ fn insert_sorted(list: &mut Vec<u64>, r: u64) {
 }
 
 /// Series of one ref stripe, by ref.
-type RefStripe = HashMap<u64, Arc<MemSeries>>;
+type RefStripe = IdMap<Arc<MemSeries>>;
 
 /// The in-memory head of one tenant's TSDB.
 pub struct Head {
@@ -460,10 +525,11 @@ impl Head {
         let hash = hash_pairs(labels.iter(), &mut buf);
         let stripe = &self.by_hash[(hash as usize) & self.mask];
         let mut w = stripe.write();
+        // Bumped for aliases too, so no future series can be given a ref the WAL already used.
+        self.next_ref.fetch_max(r#ref + 1, Ordering::Relaxed);
         if let Some(s) = w.find(hash, labels.iter()) {
             return (s.clone(), false);
         }
-        self.next_ref.fetch_max(r#ref + 1, Ordering::Relaxed);
         let s = Arc::new(MemSeries::new(r#ref, labels));
         self.insert_locked(&mut w, hash, s.clone());
         (s, true)
@@ -500,23 +566,27 @@ impl Head {
 
     /// Samples in `[mint, maxt]` of every series matching all `matchers`, sorted by labels.
     pub fn select(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<SeriesSamples> {
+        let ok = |s: &MemSeries| {
+            matchers
+                .iter()
+                .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+        };
         let mut series: Vec<Arc<MemSeries>> = Vec::new();
         for stripe in self.by_hash.iter() {
             let st = stripe.read();
-            for r in candidates(&st, matchers) {
-                let Some(s) = self.by_ref[(r as usize) & self.mask]
-                    .read()
-                    .get(&r)
-                    .cloned()
-                else {
-                    continue;
-                };
-                if matchers
-                    .iter()
-                    .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
-                {
-                    series.push(s);
+            match candidates(&st, matchers) {
+                Some(refs) => {
+                    for r in refs {
+                        let s = self.by_ref[(r as usize) & self.mask]
+                            .read()
+                            .get(&r)
+                            .cloned();
+                        if let Some(s) = s.filter(|s| ok(s)) {
+                            series.push(s);
+                        }
+                    }
                 }
+                None => series.extend(st.all().filter(|s| ok(s)).cloned()),
             }
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -535,37 +605,30 @@ impl Head {
     }
 }
 
-/// Refs in a stripe that may match: the intersection of the postings of every matcher that
-/// requires its label to be present, or every series when no matcher does.
-fn candidates(st: &HashStripe, matchers: &[Matcher]) -> Vec<u64> {
+/// Refs in a stripe that may match: the intersection of the postings of every non-empty
+/// equality matcher, or `None` (scan the stripe) when there is none. Value hashes may collide,
+/// so the caller re-checks every matcher.
+fn candidates(st: &HashStripe, matchers: &[Matcher]) -> Option<Vec<u64>> {
     let mut acc: Option<Vec<u64>> = None;
     for m in matchers {
-        if m.matches_empty() || !matches!(m.kind, MatchType::Equal | MatchType::Regex) {
+        if m.kind != MatchType::Equal || m.value.is_empty() {
             continue;
         }
-        let Some(values) = st.postings.get(m.name.as_str()) else {
-            return Vec::new();
+        let list = st
+            .postings
+            .get(m.name.as_str())
+            .and_then(|values| values.get(&value_hash(&m.value)))
+            .map_or(&[][..], |l| l.as_slice());
+        let refs = match acc {
+            Some(prev) => intersect(&prev, list),
+            None => list.to_vec(),
         };
-        let mut refs: Vec<u64> = if m.kind == MatchType::Equal {
-            values.get(m.value.as_str()).cloned().unwrap_or_default()
-        } else {
-            let mut v: Vec<u64> = values
-                .iter()
-                .filter(|(val, _)| m.matches(val))
-                .flat_map(|(_, l)| l.iter().copied())
-                .collect();
-            v.sort_unstable();
-            v
-        };
-        if let Some(prev) = acc {
-            refs = intersect(&prev, &refs);
-        }
         if refs.is_empty() {
-            return refs;
+            return Some(refs);
         }
         acc = Some(refs);
     }
-    acc.unwrap_or_else(|| st.all.clone())
+    acc
 }
 
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {

@@ -1,0 +1,12 @@
+//! Fuzzes `decode_thanos_write`: never panics, and whatever decodes is consistent and re-encodes.
+#![no_main]
+
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(req) = ringest::remote_write::decode_thanos_write(data) {
+        common::check(&req);
+    }
+});
