@@ -551,6 +551,7 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
         }
         let first_new = unsynced.len();
         unsynced.extend(batch);
+        let commit_started = Instant::now();
         let res = if broken {
             if last_attempt.is_some_and(|t| t.elapsed() < sh.recovery_interval) && !closing {
                 // Too soon to retry: fail whoever raced in before `broken` was visible (their
@@ -579,6 +580,10 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
                 }
                 broken = false;
                 sh.fsyncs.fetch_add(1, Ordering::Relaxed);
+                // Write + fdatasync of one group commit: the latency every acknowledgement waits on.
+                metrics::histogram!("ringest_wal_fsync_duration_seconds")
+                    .record(commit_started.elapsed().as_secs_f64());
+                metrics::counter!("ringest_wal_fsyncs_total").increment(1);
                 let mut st = sh.state.lock();
                 st.broken = None;
                 for mut b in unsynced.drain(..) {
@@ -593,6 +598,7 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
             Err(e) => {
                 let msg: Arc<str> = Arc::from(e.to_string());
                 tracing::error!(dir = %dir.display(), error = %e, "WAL write failed; appends fail until it recovers");
+                metrics::counter!("ringest_wal_failures_total").increment(1);
                 broken = true;
                 sh.state.lock().broken = Some(msg.clone());
                 sh.sync_tx.send_modify(|s| {
