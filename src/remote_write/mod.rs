@@ -3,8 +3,9 @@
 //! A request goes through [`negotiate`] (headers, 415), [`decompress_into`] (size limits, 413,
 //! before allocating), then [`decode`] into a [`WriteRequest`] that borrows every string from
 //! the decompressed buffer. Labels and samples live in two flat vectors that [`Series`] index
-//! into, so decoding allocates nothing per series and the vectors can be reused across
-//! requests ([`WriteRequest::recycle`]). Whole-request problems are [`DecodeError`]s; series
+//! into, so decoding allocates nothing per series or label (2.0 adds one symbols table per
+//! request) and the vectors can be reused across requests ([`decode_into`],
+//! [`WriteRequest::recycle`]). Whole-request problems are [`DecodeError`]s; series
 //! with bad labels land in [`WriteRequest::invalid`] and the rest is still written (partial
 //! write, as remote write 2.0 allows).
 //!

@@ -818,6 +818,46 @@ fn groups_wrong_wire_types_and_bad_utf8_are_rejected() {
 }
 
 #[test]
+fn label_fast_path_and_general_path_agree() {
+    let long = "é".repeat(100);
+    // Canonical, long (2-byte lengths), value before name, labels after samples, empty value.
+    let label = |name: &[u8], value: &[u8], swap: bool| {
+        msg(|m| {
+            if swap {
+                put_bytes(m, 2, value);
+                put_bytes(m, 1, name);
+            } else {
+                put_bytes(m, 1, name);
+                put_bytes(m, 2, value);
+            }
+        })
+    };
+    let ts = msg(|o| {
+        put_bytes(o, 1, &label(b"__name__", b"m", false));
+        put_bytes(o, 1, &label(long.as_bytes(), b"v", false));
+        put_bytes(o, 1, &label(b"b", long.as_bytes(), true));
+        put_bytes(o, 2, &raw_sample(1, 1.0));
+        put_bytes(o, 1, &label("ü".as_bytes(), "ß".as_bytes(), false));
+    });
+    let body = msg(|o| put_bytes(o, 1, &ts));
+    let req = decode_v1(&body).unwrap();
+    let want = prompb::WriteRequest::decode(body.as_slice()).unwrap();
+    assert_eq!(owned(&req), vec![sorted_owned(&want.timeseries[0])]);
+
+    // Invalid UTF-8 is caught whichever path a label takes.
+    for bad in [
+        label(b"\xc3\x28", b"x", false),
+        label(b"x", b"\xff", false),
+        label(b"x", b"\xff", true),
+        label(b"__name__", &[b"a".repeat(200), vec![0xff]].concat(), false),
+    ] {
+        let body = msg(|o| put_bytes(o, 1, &msg(|t| put_bytes(t, 1, &bad))));
+        let err = decode_v1(&body).unwrap_err();
+        assert!(matches!(err, DecodeError::InvalidUtf8 { .. }), "{err:?}");
+    }
+}
+
+#[test]
 fn every_truncation_errors_or_is_a_shorter_valid_message() {
     let mut v1 = sample_v1_request();
     v1.timeseries[0].exemplars.push(prompb::Exemplar {
@@ -1260,13 +1300,18 @@ fn decode_throughput() {
         [("v1", &v1, decode_v1_into), ("v2", &v2, decode_v2_into)];
     for (name, buf, decode) in cases {
         let mut req = WriteRequest::default();
-        let iters = 300;
-        let start = std::time::Instant::now();
-        for _ in 0..iters {
-            decode(buf, &mut req).unwrap();
-            assert_eq!(req.series.len(), 2000);
+        let iters = 100;
+        // Best of several rounds: the machine is shared, the minimum is the least disturbed.
+        let mut secs = f64::MAX;
+        let rounds = std::env::var("ROUNDS").map_or(15, |r| r.parse().unwrap_or(15));
+        for _ in 0..rounds {
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                decode(buf, &mut req).unwrap();
+                assert_eq!(req.series.len(), 2000);
+            }
+            secs = secs.min(start.elapsed().as_secs_f64());
         }
-        let secs = start.elapsed().as_secs_f64();
         println!(
             "{name}: {} bytes, {:.0} MB/s, {:.1} M samples/s",
             buf.len(),

@@ -2,7 +2,7 @@
 //! (`thanos.WriteRequest`); both carry the same `TimeSeries` message in field 1.
 
 use super::validate::{finish_series, SeriesExtras};
-use super::wire::{wrong_type, Reader, FIXED64, LEN, VARINT};
+use super::wire::{wrong_type, Reader, Utf8Prefix, FIXED64, LEN, VARINT};
 use super::{DecodeError, Label, Sample, WriteRequest};
 
 /// Decodes a `prometheus.WriteRequest` into `req` (cleared first, allocations kept).
@@ -75,9 +75,11 @@ fn timeseries<'a>(
     let label_start = req.labels.len();
     let sample_start = req.samples.len();
     let mut histograms = 0u32;
+    // Labels usually come first; validate their UTF-8 in one go.
+    let text = r.utf8_prefix();
     while !r.is_empty() {
         match r.key()? {
-            (1, LEN) => req.labels.push(label(&mut r.sub()?)?),
+            (1, LEN) => req.labels.push(label(&mut r.sub()?, &text)?),
             (2, LEN) => req.samples.push(sample(&mut r.sub()?)?),
             (3, LEN) => {
                 exemplar(&mut r.sub()?)?;
@@ -105,17 +107,20 @@ fn timeseries<'a>(
     )
 }
 
-/// Decodes a `Label {name = 1, value = 2}`.
+/// Decodes a `Label {name = 1, value = 2}`, borrowing its strings from `text` when it can.
 #[inline]
-fn label<'a>(r: &mut Reader<'a>) -> Result<Label<'a>, DecodeError> {
+fn label<'a>(r: &mut Reader<'a>, text: &Utf8Prefix<'a>) -> Result<Label<'a>, DecodeError> {
+    if let Some((name, value)) = r.canonical_pair(text) {
+        return Ok(Label { name, value });
+    }
     let mut l = Label {
         name: "",
         value: "",
     };
     while !r.is_empty() {
         match r.key()? {
-            (1, LEN) => l.name = r.string("Label.name")?,
-            (2, LEN) => l.value = r.string("Label.value")?,
+            (1, LEN) => l.name = r.string_in(text, "Label.name")?,
+            (2, LEN) => l.value = r.string_in(text, "Label.value")?,
             (f @ 1..=2, wt) => return Err(wrong_type("Label", f, wt)),
             (_, wt) => r.skip(wt)?,
         }
@@ -146,7 +151,9 @@ fn exemplar(r: &mut Reader<'_>) -> Result<(), DecodeError> {
     while !r.is_empty() {
         match r.key()? {
             (1, LEN) => {
-                label(&mut r.sub()?)?;
+                let mut sub = r.sub()?;
+                let text = sub.utf8_prefix();
+                label(&mut sub, &text)?;
             }
             (2, FIXED64) => {
                 r.fixed64()?;

@@ -164,6 +164,65 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.malformed("length-delimited field exceeds its message"))
     }
 
+    /// The longest valid UTF-8 prefix of the rest of this message (see [`Utf8Prefix`]).
+    #[inline]
+    pub(crate) fn utf8_prefix(&self) -> Utf8Prefix<'a> {
+        let rest = self.buf.get(self.pos..self.end).unwrap_or_default();
+        let text = match std::str::from_utf8(rest) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(rest.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        };
+        Utf8Prefix {
+            base: self.pos,
+            text,
+        }
+    }
+
+    /// Like [`Reader::string`], but borrows from `prefix` when the string lies inside it.
+    #[inline]
+    pub(crate) fn string_in(
+        &mut self,
+        prefix: &Utf8Prefix<'a>,
+        what: &'static str,
+    ) -> Result<&'a str, DecodeError> {
+        let offset = self.pos;
+        let sub = self.sub()?;
+        if let Some(s) = prefix.get(sub.pos, sub.end) {
+            return Ok(s);
+        }
+        let bytes = self.buf.get(sub.pos..sub.end).unwrap_or_default();
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
+            offset,
+            field: what,
+        })
+    }
+
+    /// Fast path for a `Label` message encoded the way senders do: field 1 then field 2, each
+    /// shorter than 128 bytes, nothing else, text inside `prefix`. `None` means "use the general
+    /// decoder", which gives the same result or the error.
+    #[inline]
+    pub(crate) fn canonical_pair(&self, prefix: &Utf8Prefix<'a>) -> Option<(&'a str, &'a str)> {
+        let msg = self.buf.get(self.pos..self.end)?;
+        let (&[0x0a, name_len], rest) = msg.split_first_chunk::<2>()? else {
+            return None;
+        };
+        let name_len = usize::from(name_len);
+        let (&[0x12, value_len], rest) = rest.get(name_len..)?.split_first_chunk::<2>()? else {
+            return None;
+        };
+        let value_len = usize::from(value_len);
+        if name_len >= 0x80 || value_len >= 0x80 || rest.len() != value_len {
+            return None;
+        }
+        let name_start = self.pos + 2;
+        let value_start = name_start + name_len + 2;
+        Some((
+            prefix.get(name_start, name_start + name_len)?,
+            prefix.get(value_start, value_start + value_len)?,
+        ))
+    }
+
     /// Reads a length-delimited field that must be UTF-8; `what` names it in the error.
     #[inline]
     pub(crate) fn string(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
@@ -185,6 +244,26 @@ impl<'a> Reader<'a> {
             FIXED32 => self.take(4, "truncated fixed32").map(drop),
             _ => Err(self.malformed("invalid wire type")),
         }
+    }
+}
+
+/// Validated UTF-8 covering `buf[base..base + text.len()]`.
+///
+/// Label messages are mostly keys, short lengths and text, all valid UTF-8 together, so one
+/// validation of the whole run is much cheaper than one `from_utf8` call per short string.
+/// Any byte range inside a valid UTF-8 run that starts and ends at character boundaries is
+/// itself valid, and `str::get` checks those boundaries.
+pub(crate) struct Utf8Prefix<'a> {
+    base: usize,
+    text: &'a str,
+}
+
+impl<'a> Utf8Prefix<'a> {
+    /// The text of `buf[start..end]` if it lies inside the validated run.
+    #[inline]
+    fn get(&self, start: usize, end: usize) -> Option<&'a str> {
+        self.text
+            .get(start.checked_sub(self.base)?..end.checked_sub(self.base)?)
     }
 }
 
