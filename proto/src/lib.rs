@@ -171,6 +171,18 @@ pub mod storepb {
         pub tenant: String,
         #[prost(int64, tag = "3")]
         pub replica: i64,
+        /// Per-tenant batches, sent instead of `timeseries`/`tenant` by recent Thanos routers.
+        #[prost(message, repeated, tag = "4")]
+        pub timeseries_tenant_data: Vec<TimeSeriesTenantTuple>,
+    }
+
+    /// `thanos.TimeSeriesTenantTuple`: one tenant's series inside a [`WriteRequest`].
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct TimeSeriesTenantTuple {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+        #[prost(string, tag = "2")]
+        pub tenant: String,
     }
 
     /// `thanos.WriteResponse`: empty on success; errors travel as gRPC status.

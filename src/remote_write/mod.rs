@@ -40,7 +40,9 @@ use std::ops::Range;
 pub use encode::{encode_thanos_write, encode_timeseries, encode_v1, encode_v2, V2Encoder};
 pub use error::{DecodeError, ErrorKind, InvalidReason};
 pub use negotiate::{decompress_into, negotiate, Limits};
-pub use v1::{decode_thanos_write, decode_thanos_write_into, decode_v1, decode_v1_into};
+pub use v1::{
+    decode_thanos_write, decode_thanos_write_into, decode_v1, decode_v1_into, thanos_tenant_batches,
+};
 pub use v2::{decode_v2, decode_v2_into};
 pub use validate::METRIC_NAME;
 

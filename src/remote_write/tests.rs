@@ -392,6 +392,7 @@ fn thanos_round_trips_with_prost() {
             timeseries: v1.timeseries.clone(),
             tenant: tenant.into(),
             replica,
+            timeseries_tenant_data: vec![],
         };
         let buf = want.encode_to_vec();
         let req = decode_thanos_write(&buf).unwrap();
@@ -870,6 +871,7 @@ fn every_truncation_errors_or_is_a_shorter_valid_message() {
         timeseries: sample_v1_request().timeseries,
         tenant: "tenant".into(),
         replica: 3,
+        timeseries_tenant_data: vec![],
     }
     .encode_to_vec();
     let mut enc = V2Encoder::new();
@@ -1225,6 +1227,7 @@ fn write_fuzz_seeds() {
         timeseries: sample_v1_request().timeseries,
         tenant: "tenant-a".into(),
         replica: 1,
+        timeseries_tenant_data: vec![],
     }
     .encode_to_vec();
     let mut enc = V2Encoder::new();
@@ -1319,4 +1322,44 @@ fn decode_throughput() {
             (2000 * iters) as f64 / secs / 1e6
         );
     }
+}
+
+#[test]
+fn thanos_tenant_tuples_split_into_decodable_batches() {
+    let series = sample_v1_request().timeseries;
+    let body = storepb::WriteRequest {
+        timeseries: vec![],
+        tenant: String::new(),
+        replica: 2,
+        timeseries_tenant_data: vec![
+            storepb::TimeSeriesTenantTuple {
+                timeseries: series.clone(),
+                tenant: "team-a".into(),
+            },
+            storepb::TimeSeriesTenantTuple {
+                timeseries: series[..1].to_vec(),
+                tenant: "team-b".into(),
+            },
+        ],
+    }
+    .encode_to_vec();
+    let batches = thanos_tenant_batches(&body).unwrap();
+    assert_eq!(batches.len(), 2);
+    let a = decode_thanos_write(batches[0]).unwrap();
+    assert_eq!(a.tenant, Some("team-a"));
+    assert_eq!(a.series.len() + a.invalid.len(), series.len());
+    let b = decode_thanos_write(batches[1]).unwrap();
+    assert_eq!(b.tenant, Some("team-b"));
+    assert_eq!(b.series.len() + b.invalid.len(), 1);
+
+    // The classic form has no batches; field 4 with the wrong wire type is refused.
+    let classic = storepb::WriteRequest {
+        timeseries: series,
+        tenant: "t".into(),
+        replica: 1,
+        timeseries_tenant_data: vec![],
+    }
+    .encode_to_vec();
+    assert!(thanos_tenant_batches(&classic).unwrap().is_empty());
+    assert!(thanos_tenant_batches(&[0x20, 0x01]).is_err());
 }

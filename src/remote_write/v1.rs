@@ -65,6 +65,25 @@ pub fn decode_thanos_write(buf: &[u8]) -> Result<WriteRequest<'_>, DecodeError> 
     Ok(req)
 }
 
+/// The per-tenant batches of a `thanos.WriteRequest`, in order, or none.
+///
+/// Recent Thanos routers send each tenant's series as a `TimeSeriesTenantTuple` in
+/// `timeseriesTenantData` (field 4) instead of `timeseries`/`tenant` (fields 1 and 2); like Thanos,
+/// an ingestor then ignores fields 1 and 2. A tuple's fields 1 and 2 are those of
+/// `thanos.WriteRequest`, so each returned slice decodes with [`decode_thanos_write`].
+pub fn thanos_tenant_batches(buf: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    let mut batches = Vec::new();
+    let mut r = Reader::new(buf);
+    while !r.is_empty() {
+        match r.key()? {
+            (4, LEN) => batches.push(r.bytes()?),
+            (4, wt) => return Err(wrong_type("thanos.WriteRequest", 4, wt)),
+            (_, wt) => r.skip(wt)?,
+        }
+    }
+    Ok(batches)
+}
+
 /// Decodes one `TimeSeries` straight into the flat vectors of `req`.
 #[inline]
 fn timeseries<'a>(

@@ -349,17 +349,32 @@ pub struct IngestGrpc {
 
 impl IngestGrpc {
     async fn write(ingestor: Arc<Ingestor>, body: Bytes) -> Result<(), Status> {
+        let batches = remote_write::thanos_tenant_batches(&body)
+            .map_err(|e| status::decode_grpc_status(&e))?;
+        if batches.is_empty() {
+            return Self::write_batch(&ingestor, &body).await;
+        }
+        // Every tenant is written even when an earlier one failed, as Thanos does; the first
+        // error is reported.
+        let mut first_err = None;
+        for batch in batches {
+            if let Err(e) = Self::write_batch(&ingestor, batch).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn write_batch(ingestor: &Ingestor, body: &[u8]) -> Result<(), Status> {
         let req =
-            remote_write::decode_thanos_write(&body).map_err(|e| status::decode_grpc_status(&e))?;
+            remote_write::decode_thanos_write(body).map_err(|e| status::decode_grpc_status(&e))?;
         let tenant = req
             .tenant
-            .filter(|t| !t.is_empty())
             .ok_or_else(|| Status::invalid_argument("replicated write without a tenant"))?;
         let series: Vec<&Series> = req.series.iter().collect();
-        let result = ingestor.write(tenant, &req, &series).await;
-        if let Err(e) = &result {
+        if let Err(e) = ingestor.write(tenant, &req, &series).await {
             tracing::debug!(tenant, error = %e, "replicated write failed");
-            return Err(status::ingest_grpc_status(e));
+            return Err(status::ingest_grpc_status(&e));
         }
         if let Some(inv) = req.invalid.first() {
             // Thanos counts label problems as conflicts: the valid series are stored.
