@@ -84,12 +84,14 @@ pub trait GrpcHandler: Send + Sync + 'static {
 }
 
 /// Serves [`GrpcHandler`] as `thanos.WriteableStore`.
+#[derive(Clone)]
 pub struct WriteableStoreServer {
     handler: Arc<dyn GrpcHandler>,
     max_message_bytes: usize,
 }
 
 /// Serves [`GrpcHandler`] as `ringest.Reader`.
+#[derive(Clone)]
 pub struct ReaderServer {
     handler: Arc<dyn GrpcHandler>,
     max_message_bytes: usize,
@@ -111,24 +113,6 @@ impl ReaderServer {
         Self {
             handler,
             max_message_bytes,
-        }
-    }
-}
-
-impl Clone for WriteableStoreServer {
-    fn clone(&self) -> Self {
-        Self {
-            handler: self.handler.clone(),
-            max_message_bytes: self.max_message_bytes,
-        }
-    }
-}
-
-impl Clone for ReaderServer {
-    fn clone(&self) -> Self {
-        Self {
-            handler: self.handler.clone(),
-            max_message_bytes: self.max_message_bytes,
         }
     }
 }
