@@ -230,9 +230,22 @@ impl Router {
     ) -> Result<(), (ReplicaError, String)> {
         if let Some(local) = self.local_for(endpoint) {
             let series: Vec<&Series> = idxs.iter().map(|&i| &req.series[i as usize]).collect();
-            return match local.write(tenant, req, &series).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err((replica_error_of_ingest(&e), format!("local ingestor: {e}"))),
+            // The same timeout as a forward, so a stalled local disk cannot hold requests forever.
+            return match tokio::time::timeout(
+                self.forward_timeout,
+                local.write(tenant, req, &series),
+            )
+            .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err((replica_error_of_ingest(&e), format!("local ingestor: {e}"))),
+                Err(_) => Err((
+                    ReplicaError::Unavailable,
+                    format!(
+                        "local ingestor: write timed out after {:?}",
+                        self.forward_timeout
+                    ),
+                )),
             };
         }
         let mut body = Vec::new();
