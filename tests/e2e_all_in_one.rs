@@ -1,0 +1,427 @@
+//! `ringest all-in-one` as a user first meets it:
+//!
+//! - started with only its three listen addresses in an empty working directory, it stores under
+//!   `./data/<tenant>`, answers health, readiness and metrics, reads back what it was written, keeps
+//!   tenants apart and refuses a tenant that is not a plain path component;
+//! - every acknowledged sample (stale marker, NaN, infinities and -0.0 included) survives a SIGKILL,
+//!   bit for bit;
+//! - with a hashrings file naming itself (`--receive.local-endpoint`) and one `ringest ingest` peer at
+//!   RF 2, both nodes hold every series, and writes keep succeeding when the peer dies.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// An all-in-one process started in `cwd` with only its listen addresses, plus `extra`.
+struct AllInOne {
+    proc: Proc,
+    rw: String,
+    http: String,
+    grpc: String,
+}
+
+impl AllInOne {
+    fn start(name: &str, dir: &Path, cwd: &Path, extra: &[String]) -> AllInOne {
+        let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
+        AllInOne::start_on(name, dir, cwd, rw, http, grpc, extra)
+    }
+
+    fn start_on(
+        name: &str,
+        dir: &Path,
+        cwd: &Path,
+        rw: String,
+        http: String,
+        grpc: String,
+        extra: &[String],
+    ) -> AllInOne {
+        let mut args = vec![
+            "all-in-one".to_string(),
+            format!("--remote-write.address={rw}"),
+            format!("--http-address={http}"),
+            format!("--grpc-address={grpc}"),
+        ];
+        args.extend(extra.iter().cloned());
+        let mut proc = Proc::spawn_in(name, ringest_bin(), &args, &dir.join("logs"), cwd);
+        wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
+        AllInOne {
+            proc,
+            rw,
+            http,
+            grpc,
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        wait_http_ok(
+            &self.http,
+            "/-/ready",
+            Duration::from_secs(60),
+            Some(&mut self.proc),
+        );
+    }
+}
+
+type Batch = Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>;
+
+/// Posts `batch` as one remote-write 1.0 request (values bit-exact) for `tenant`.
+fn post_batch(rw: &str, tenant: Option<&str>, batch: &Batch) -> Response {
+    let body: Vec<SeriesSpec<'_>> = batch
+        .iter()
+        .map(|(l, s)| {
+            (
+                l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+                s.clone(),
+            )
+        })
+        .collect();
+    let mut headers = WRITE_HEADERS.to_vec();
+    if let Some(t) = tenant {
+        headers.push(("THANOS-TENANT", t));
+    }
+    post_raw(rw, "/api/v1/receive", &headers, &encode_write_exact(&body))
+}
+
+/// The labels -> samples (bits) a batch should read back as.
+fn expected(batch: &Batch) -> BTreeMap<Labels, Samples> {
+    batch
+        .iter()
+        .map(|(l, s)| {
+            (
+                l.iter().cloned().collect(),
+                s.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+            )
+        })
+        .collect()
+}
+
+/// `n` series of metric `name`, each with samples at `ts0`, `ts0 + 1000`, ... of `values` (plus the
+/// series number for finite non-zero values).
+fn batch(name: &str, n: usize, ts0: i64, values: &[f64]) -> Batch {
+    (0..n)
+        .map(|i| {
+            (
+                vec![
+                    ("job".to_string(), "aio".to_string()),
+                    ("__name__".to_string(), name.to_string()),
+                    ("i".to_string(), i.to_string()),
+                ],
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| {
+                        (
+                            ts0 + 1000 * k as i64,
+                            // Special values (NaNs, infinities, zeros) are sent as they are.
+                            if v.is_finite() && v != 0.0 {
+                                v + i as f64
+                            } else {
+                                v
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Every series of metric `name` readable at `addr` for `tenant`.
+fn read_metric(
+    addr: &str,
+    tenant: Option<&str>,
+    name: &str,
+    since: i64,
+) -> BTreeMap<Labels, Samples> {
+    let mut all = read_all(addr, tenant, since, now_ms() + 60_000)
+        .unwrap_or_else(|e| panic!("remote read of {addr} ({tenant:?}): {e}"));
+    all.retain(|l, _| l["__name__"] == name);
+    all
+}
+
+#[test]
+fn all_in_one_with_only_port_flags() {
+    let t0 = Instant::now();
+    let tmp = test_dir("aio-defaults");
+    let dir = tmp.path();
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let aio = AllInOne::start("all-in-one", dir, &cwd, &[]);
+    let since = now_ms() - 60_000;
+
+    for path in ["/-/ready", "/-/healthy"] {
+        let r = http_get(&aio.http, path).unwrap();
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    }
+
+    // Default tenant.
+    let ts = now_ms();
+    let def = batch("aio_default", 5, ts - 5000, &[1.0, 2.5, 4.0]);
+    let r = post_batch(&aio.rw, None, &def);
+    assert!(
+        r.is_2xx(),
+        "default-tenant write: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(
+        r.header("X-Prometheus-Remote-Write-Samples-Written"),
+        Some("15"),
+        "default-tenant write: samples written header"
+    );
+    assert_same_bits(
+        "default tenant read back",
+        &expected(&def),
+        &read_metric(&aio.http, None, "aio_default", since),
+    );
+    let wal0 = cwd.join("data/default-tenant/wal/00000000");
+    assert!(wal0.is_file(), "{} does not exist", wal0.display());
+
+    let metrics = http_get(&aio.http, "/metrics").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text().contains("ringest_http_requests_total"),
+        "/metrics lacks ringest_http_requests_total:\n{}",
+        metrics.text()
+    );
+
+    // Tenant team-a: its own directory, invisible to the default tenant and the other way round.
+    let team = batch("aio_team", 3, ts - 4000, &[7.0, 8.0]);
+    let r = post_batch(&aio.rw, Some("team-a"), &team);
+    assert!(r.is_2xx(), "team-a write: {} {}", r.status, r.text());
+    let team_wal = cwd.join("data/team-a/wal/00000000");
+    assert!(team_wal.is_file(), "{} does not exist", team_wal.display());
+    assert_same_bits(
+        "team-a read back",
+        &expected(&team),
+        &read_metric(&aio.http, Some("team-a"), "aio_team", since),
+    );
+    assert!(
+        read_metric(&aio.http, None, "aio_team", since).is_empty(),
+        "team-a series visible to a default-tenant read"
+    );
+    assert!(
+        read_metric(&aio.http, Some("team-a"), "aio_default", since).is_empty(),
+        "default-tenant series visible to a team-a read"
+    );
+    let everything_default = read_all(&aio.http, None, since, now_ms() + 60_000).unwrap();
+    assert_eq!(
+        everything_default.len(),
+        def.len(),
+        "default tenant sees other series: {:?}",
+        everything_default.keys().collect::<Vec<_>>()
+    );
+    let everything_team = read_all(&aio.http, Some("team-a"), since, now_ms() + 60_000).unwrap();
+    assert_eq!(everything_team.len(), team.len());
+
+    // A tenant that would escape the data directory.
+    let evil = batch("aio_evil", 1, ts, &[1.0]);
+    let r = post_batch(&aio.rw, Some("../x"), &evil);
+    assert_eq!(r.status, 400, "tenant ../x: {}", r.text());
+    assert!(
+        r.text().contains("tenant"),
+        "tenant ../x: the answer does not name the tenant: {}",
+        r.text()
+    );
+    assert!(!cwd.join("x").exists(), "tenant ../x created ./x");
+    let mut tenants: Vec<String> = std::fs::read_dir(cwd.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["default-tenant", "team-a"], "tenant directories");
+    eprintln!("all-in-one defaults: {:?}", t0.elapsed());
+}
+
+#[test]
+fn all_in_one_keeps_acknowledged_samples_across_sigkill() {
+    let t0 = Instant::now();
+    let tmp = test_dir("aio-durability");
+    let dir = tmp.path();
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut aio = AllInOne::start("all-in-one", dir, &cwd, &[]);
+    let since = now_ms() - 120_000;
+
+    let specials = [
+        f64::from_bits(STALE_NAN_BITS),
+        f64::from_bits(GO_NAN_BITS),
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        f64::MIN_POSITIVE / 4.0, // subnormal
+        f64::MAX,
+        -1.0e-300,
+    ];
+    // 40 requests of 10 series x 5 samples (2000 samples), the specials spread over them, each
+    // acknowledged before the next is sent; series are split across requests so that a request
+    // appends to series created by earlier ones.
+    let base = now_ms() - 100_000;
+    let mut want: BTreeMap<Labels, Samples> = BTreeMap::new();
+    let mut acked = 0usize;
+    for req in 0..40usize {
+        let b: Batch = (0..10usize)
+            .map(|s| {
+                let id = (req % 8) * 10 + s;
+                let labels = vec![
+                    ("__name__".to_string(), "aio_durable".to_string()),
+                    ("series".to_string(), id.to_string()),
+                ];
+                let samples = (0..5usize)
+                    .map(|k| {
+                        let ts = base + (req / 8 * 5 + k) as i64 * 1000;
+                        let n = req * 50 + s * 5 + k;
+                        let v = if n % 7 == 0 {
+                            specials[(n / 7) % specials.len()]
+                        } else {
+                            n as f64 * 0.1
+                        };
+                        (ts, v)
+                    })
+                    .collect();
+                (labels, samples)
+            })
+            .collect();
+        let r = post_batch(&aio.rw, None, &b);
+        assert!(r.is_2xx(), "request {req}: {} {}", r.status, r.text());
+        for (l, s) in expected(&b) {
+            want.entry(l).or_default().extend(s);
+        }
+        acked += 50;
+    }
+    for s in want.values_mut() {
+        s.sort();
+    }
+    let n_specials: Vec<u64> = specials.iter().map(|v| v.to_bits()).collect();
+    let present: usize = want
+        .values()
+        .flatten()
+        .filter(|(_, b)| n_specials.contains(b))
+        .count();
+    assert!(
+        present >= 2 * specials.len(),
+        "too few special values: {present}"
+    );
+    for v in [
+        STALE_NAN_BITS,
+        GO_NAN_BITS,
+        f64::INFINITY.to_bits(),
+        (-0.0f64).to_bits(),
+    ] {
+        assert!(
+            want.values().flatten().any(|(_, b)| *b == v),
+            "test data lacks {v:#x}"
+        );
+    }
+
+    aio.proc.kill9();
+    aio.proc.restart();
+    aio.wait_ready();
+    let got = read_metric(&aio.http, None, "aio_durable", since);
+    assert_same_bits("after SIGKILL and restart", &want, &got);
+    eprintln!(
+        "durability: {acked} acknowledged samples in {} series read back bit for bit after SIGKILL, {:?}",
+        want.len(),
+        t0.elapsed()
+    );
+}
+
+/// The value of round `round` in the ring test: special values included, so that forwarding over
+/// gRPC and replica reads are checked bit for bit too.
+fn ring_value(round: i64) -> f64 {
+    match round {
+        1 => -0.0,
+        3 => f64::from_bits(STALE_NAN_BITS),
+        6 => f64::NEG_INFINITY,
+        r => r as f64 + 0.5,
+    }
+}
+
+#[test]
+fn all_in_one_in_a_ring_with_a_peer_rf2() {
+    let t0 = Instant::now();
+    let tmp = test_dir("aio-ring");
+    let dir = tmp.path();
+    let mut peer = Ingestor::start("peer", dir, &[]);
+    let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
+    let file = dir.join("hashrings.json");
+    let ring = serde_json::json!([{ "hashring": "default", "endpoints": [grpc, peer.grpc] }]);
+    std::fs::write(&file, serde_json::to_vec_pretty(&ring).unwrap()).unwrap();
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let extra = [
+        format!("--receive.hashrings-file={}", file.display()),
+        format!("--receive.local-endpoint={grpc}"),
+        "--receive.replication-factor=2".to_string(),
+        "--receive.hashrings-algorithm=ketama".to_string(),
+        "--receive-forward-timeout=2s".to_string(),
+    ];
+    let aio = AllInOne::start_on("all-in-one", dir, &cwd, rw, http, grpc, &extra);
+    let since = now_ms() - 60_000;
+
+    let ts = now_ms() - 10_000;
+    let mut want = BTreeMap::new();
+    for round in 0..5 {
+        let b = batch("aio_ring", 20, ts + round * 1000, &[ring_value(round)]);
+        // Same series every round, one more sample each.
+        let r = post_batch(&aio.rw, None, &b);
+        assert!(r.is_2xx(), "round {round}: {} {}", r.status, r.text());
+        for (l, s) in expected(&b) {
+            want.entry(l).or_insert_with(Vec::new).extend(s);
+        }
+    }
+    assert_same_bits(
+        "peer (direct read) holds every series at RF 2",
+        &want,
+        &read_metric(&peer.http, None, "aio_ring", since),
+    );
+    assert_same_bits(
+        "all-in-one read with both nodes up",
+        &want,
+        &read_metric(&aio.http, None, "aio_ring", since),
+    );
+    assert!(
+        cwd.join("data/default-tenant/wal/00000000").is_file(),
+        "the all-in-one stored nothing locally"
+    );
+
+    // Kill the peer: quorum of RF 2 is 1, the local replica suffices.
+    peer.proc.kill9();
+    // With the peer gone the all-in-one's read can only come from its own replica.
+    assert_same_bits(
+        "all-in-one (local replica only) holds every series at RF 2",
+        &want,
+        &read_metric(&aio.http, None, "aio_ring", since),
+    );
+    for round in 5..8 {
+        let b = batch("aio_ring", 20, ts + round * 1000, &[ring_value(round)]);
+        let r = post_batch(&aio.rw, None, &b);
+        assert!(
+            r.is_2xx(),
+            "round {round} with the peer dead: {} {}\n{}",
+            r.status,
+            r.text(),
+            aio.proc.logs()
+        );
+        for (l, s) in expected(&b) {
+            want.entry(l).or_insert_with(Vec::new).extend(s);
+        }
+    }
+    assert_same_bits(
+        "all-in-one after writes with the peer dead",
+        &want,
+        &read_metric(&aio.http, None, "aio_ring", since),
+    );
+    eprintln!(
+        "all-in-one ring RF 2 ({} local, {} peer): {:?}",
+        aio.grpc,
+        peer.grpc,
+        t0.elapsed()
+    );
+}
