@@ -197,6 +197,7 @@ fn remote_write_v2_and_partial_writes() {
     let bad_ref = raw_v2(&["", "__name__", "rw_v2_badref"], &[1, 7], ts, 1.0);
     let r = post_v2(&ing.rw, &bad_ref);
     assert_eq!(r.status, 400, "bad symbol reference: {}", r.text());
+    assert_written("bad symbol reference", &r, 0);
     let body = r.text();
     assert!(
         body.contains("symbol") && body.contains('7'),
