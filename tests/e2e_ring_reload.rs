@@ -8,7 +8,8 @@
 //!    land exactly where the `hashring` crate places them, some on each ingestor;
 //! 4. a ring with `shuffle_sharding_config` is refused ("shuffle sharding" in the log), the A+B ring
 //!    stays in force;
-//! 5. a router started on a missing or invalid hashrings file exits non-zero and says why.
+//! 5. the file disappears (gauge 0, logged, A+B ring kept) and comes back unchanged (gauge 1 again);
+//! 6. a router started on a missing or invalid hashrings file exits non-zero and says why.
 
 mod common;
 
@@ -195,6 +196,21 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
     std::fs::write(&kept, &both).unwrap();
     let placed = assert_placement(&a, &b, &kept, "four", &four, since);
     eprintln!("after shuffle sharding: {placed:?} series on (A, B)");
+
+    // 5. The file vanishes for a while (a ConfigMap swap gone wrong) and comes back unchanged: the
+    //    gauge drops to 0 while it cannot be read, and returns to 1 once the same good file is read
+    //    again (it must not stay 0 because the content equals the ring already in force).
+    write_atomic(&file, &both);
+    wait_reload_gauge(&router, 1.0, "A+B ring again");
+    std::fs::remove_file(&file).unwrap();
+    wait_reload_gauge(&router, 0.0, "file removed");
+    wait_log(&router, "cannot read hashrings file", "file removed");
+    let five = write_phase(&router, "five", 40, now_ms());
+    let placed = assert_placement(&a, &b, &kept, "five", &five, since);
+    eprintln!("with the file removed: {placed:?} series on (A, B)");
+    write_atomic(&file, &both);
+    wait_reload_gauge(&router, 1.0, "same file restored");
+    assert_eq!(scrape_metric(&router.http, NODES, &[]), Some(2.0));
     eprintln!("ring reload test took {:?}", t0.elapsed());
 }
 
