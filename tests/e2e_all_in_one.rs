@@ -228,6 +228,33 @@ fn all_in_one_with_only_port_flags() {
         r.text()
     );
     assert!(!cwd.join("x").exists(), "tenant ../x created ./x");
+    let long = "t".repeat(256);
+    for bad in [".", "..", "a/b", "a\\b", "/abs", long.as_str()] {
+        let r = post_batch(&aio.rw, Some(bad), &evil);
+        assert_eq!(r.status, 400, "tenant {bad:?}: {}", r.text());
+        let r = remote_read(&aio.http, Some(bad), vec![query_all(since, now_ms())]);
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("status 400")),
+            "remote read as tenant {bad:?}: {r:?}"
+        );
+    }
+    // An empty tenant header means the default tenant.
+    let empty = batch("aio_empty_header", 1, ts, &[3.0]);
+    let r = post_batch(&aio.rw, Some(""), &empty);
+    assert!(r.is_2xx(), "empty tenant header: {} {}", r.status, r.text());
+    assert_same_bits(
+        "empty tenant header",
+        &expected(&empty),
+        &read_metric(&aio.http, None, "aio_empty_header", since),
+    );
+    let (count, ok) = wait_metric(
+        &aio.http,
+        "ringest_http_requests_total",
+        &["handler=\"receive\"", "tenant=\"team-a\"", "code=\"204\""],
+        Duration::from_secs(5),
+        |v| v >= 1.0,
+    );
+    assert!(ok, "no successful receive counted for team-a: {count:?}");
     let mut tenants: Vec<String> = std::fs::read_dir(cwd.join("data"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -320,11 +347,33 @@ fn all_in_one_keeps_acknowledged_samples_across_sigkill() {
         );
     }
 
+    // A second tenant, written last: its WAL is the freshest when the process dies.
+    let mut team = batch(
+        "aio_durable_team",
+        7,
+        base + 30_000,
+        &[1.0, -0.0, f64::INFINITY],
+    );
+    team[0]
+        .1
+        .push((base + 33_000, f64::from_bits(STALE_NAN_BITS)));
+    let r = post_batch(&aio.rw, Some("team-b"), &team);
+    assert!(r.is_2xx(), "team-b: {} {}", r.status, r.text());
+
     aio.proc.kill9();
     aio.proc.restart();
     aio.wait_ready();
     let got = read_metric(&aio.http, None, "aio_durable", since);
     assert_same_bits("after SIGKILL and restart", &want, &got);
+    assert_same_bits(
+        "team-b after SIGKILL and restart",
+        &expected(&team),
+        &read_metric(&aio.http, Some("team-b"), "aio_durable_team", since),
+    );
+    assert!(
+        read_metric(&aio.http, None, "aio_durable_team", since).is_empty(),
+        "team-b series visible to the default tenant after restart"
+    );
     eprintln!(
         "durability: {acked} acknowledged samples in {} series read back bit for bit after SIGKILL, {:?}",
         want.len(),

@@ -3,7 +3,10 @@
 //!
 //! - a valid 2.0 request is answered 2xx with `X-Prometheus-Remote-Write-Samples-Written` equal to the
 //!   samples sent (histograms and exemplars written: 0) and reads back bit for bit;
-//! - a symbol reference past the symbols table is a 400 that names it, and stores nothing;
+//! - a symbol reference past the symbols table, a non-empty `symbols[0]` and odd `labels_refs` are
+//!   400s that name the problem and store nothing;
+//! - exemplars are accepted and dropped (2xx, `-Exemplars-Written: 0`); a native histogram series is
+//!   refused as part of a partial write (400, the float series next to it stored and counted);
 //! - a 2.0 request with one valid series and one without `__name__` is a 400 whose samples-written
 //!   header counts the valid series, which is stored;
 //! - a 1.0 request with two valid series and one with a duplicate label name is a 400, the two valid
@@ -116,25 +119,69 @@ fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A 2.0 request with the given symbols and one series of `refs` with one sample.
-fn raw_v2(symbols: &[&str], refs: &[u64], ts: i64, value: f64) -> Vec<u8> {
-    let mut out = Vec::new();
-    for s in symbols {
-        len_field(&mut out, 4, s.as_bytes());
-    }
+/// A 2.0 `TimeSeries` body: `refs` (packed), one sample per `samples`, then `extra` raw fields.
+fn raw_series(refs: &[u64], samples: &[(i64, f64)], extra: &[u8]) -> Vec<u8> {
     let mut series = Vec::new();
     let mut packed = Vec::new();
     for &r in refs {
         varint(&mut packed, r);
     }
     len_field(&mut series, 1, &packed);
-    let mut sample = Vec::new();
-    varint(&mut sample, 1 << 3 | 1);
-    sample.extend_from_slice(&value.to_bits().to_le_bytes());
-    varint(&mut sample, 2 << 3);
-    varint(&mut sample, ts as u64);
-    len_field(&mut series, 2, &sample);
-    len_field(&mut out, 5, &series);
+    for &(ts, value) in samples {
+        let mut sample = Vec::new();
+        varint(&mut sample, 1 << 3 | 1);
+        sample.extend_from_slice(&value.to_bits().to_le_bytes());
+        varint(&mut sample, 2 << 3);
+        varint(&mut sample, ts as u64);
+        len_field(&mut series, 2, &sample);
+    }
+    series.extend_from_slice(extra);
+    series
+}
+
+/// A 2.0 request: the symbols, then the series bodies.
+fn raw_request(symbols: &[&str], series: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in symbols {
+        len_field(&mut out, 4, s.as_bytes());
+    }
+    for s in series {
+        len_field(&mut out, 5, s);
+    }
+    out
+}
+
+/// A 2.0 request with the given symbols and one series of `refs` with one sample.
+fn raw_v2(symbols: &[&str], refs: &[u64], ts: i64, value: f64) -> Vec<u8> {
+    raw_request(symbols, &[raw_series(refs, &[(ts, value)], &[])])
+}
+
+/// Field 3 of a 2.0 `TimeSeries`: a native histogram (`sum` = 1.0, `timestamp` = `ts`).
+fn raw_histogram(ts: i64) -> Vec<u8> {
+    let mut h = Vec::new();
+    varint(&mut h, 3 << 3 | 1);
+    h.extend_from_slice(&1.0f64.to_bits().to_le_bytes());
+    varint(&mut h, 15 << 3);
+    varint(&mut h, ts as u64);
+    let mut out = Vec::new();
+    len_field(&mut out, 3, &h);
+    out
+}
+
+/// Field 4 of a 2.0 `TimeSeries`: an exemplar with labels `refs`, value 1.0, timestamp `ts`.
+fn raw_exemplar(refs: &[u64], ts: i64) -> Vec<u8> {
+    let mut e = Vec::new();
+    let mut packed = Vec::new();
+    for &r in refs {
+        varint(&mut packed, r);
+    }
+    len_field(&mut e, 1, &packed);
+    varint(&mut e, 2 << 3 | 1);
+    e.extend_from_slice(&1.0f64.to_bits().to_le_bytes());
+    varint(&mut e, 3 << 3);
+    varint(&mut e, ts as u64);
+    let mut out = Vec::new();
+    len_field(&mut out, 4, &e);
     out
 }
 
@@ -218,6 +265,72 @@ fn remote_write_v2_and_partial_writes() {
             .any(|l| l.values().any(|v| v == "rw_v2_badref")),
         "a request refused for a bad symbol reference was stored"
     );
+
+    // Other whole-request errors: symbols[0] not empty, odd labels_refs.
+    let r = post_v2(
+        &ing.rw,
+        &raw_v2(&["x", "__name__", "rw_v2_never"], &[1, 2], ts, 1.0),
+    );
+    assert_eq!(r.status, 400, "symbols[0] not empty: {}", r.text());
+    assert!(r.text().contains("symbols[0]"), "{}", r.text());
+    let r = post_v2(
+        &ing.rw,
+        &raw_v2(&["", "__name__", "rw_v2_never"], &[1, 2, 1], ts, 1.0),
+    );
+    assert_eq!(r.status, 400, "odd labels_refs: {}", r.text());
+    assert!(r.text().contains("odd"), "{}", r.text());
+    assert!(read_metric(&ing.http, "rw_v2_never").is_empty());
+
+    // Exemplars are accepted and dropped: 2xx, none counted as written.
+    let symbols = ["", "__name__", "rw_v2_exemplar", "trace_id", "abc"];
+    let with_exemplar = raw_request(
+        &symbols,
+        &[raw_series(
+            &[1, 2],
+            &[(ts, 5.0)],
+            &raw_exemplar(&[3, 4], ts),
+        )],
+    );
+    let r = post_v2(&ing.rw, &with_exemplar);
+    assert!(
+        r.is_2xx(),
+        "series with an exemplar: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_written("series with an exemplar", &r, 1);
+    assert_same_bits(
+        "series with an exemplar",
+        &expect(&[(vec![("__name__", "rw_v2_exemplar")], vec![(ts, 5.0)])]),
+        &read_metric(&ing.http, "rw_v2_exemplar"),
+    );
+
+    // A native histogram series next to a float series: 400 naming histograms, floats stored.
+    let symbols = ["", "__name__", "rw_v2_float", "rw_v2_histogram"];
+    let mixed = raw_request(
+        &symbols,
+        &[
+            raw_series(&[1, 2], &[(ts, 1.0), (ts + 1000, 2.0)], &[]),
+            raw_series(&[1, 3], &[], &raw_histogram(ts)),
+        ],
+    );
+    let r = post_v2(&ing.rw, &mixed);
+    assert_eq!(r.status, 400, "native histogram series: {}", r.text());
+    assert!(
+        r.text().contains("histogram"),
+        "native histogram series: the answer does not say why: {}",
+        r.text()
+    );
+    assert_written("native histogram series", &r, 2);
+    assert_same_bits(
+        "float series next to a histogram series",
+        &expect(&[(
+            vec![("__name__", "rw_v2_float")],
+            vec![(ts, 1.0), (ts + 1000, 2.0)],
+        )]),
+        &read_metric(&ing.http, "rw_v2_float"),
+    );
+    assert!(read_metric(&ing.http, "rw_v2_histogram").is_empty());
 
     // 3. One valid series, one without __name__: 400, the valid one stored and counted.
     let partial = [

@@ -125,6 +125,7 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
 
     // 1. A alone.
     let one = write_phase(&router, "one", 20, now_ms());
+    let one_all = one.clone();
     assert_eq!(
         stored(&a, "one", since)
             .into_keys()
@@ -150,6 +151,7 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
         "garbage JSON: router no longer ready with the old ring in force"
     );
     let two = write_phase(&router, "two", 20, now_ms());
+    let two_all = two.clone();
     assert_eq!(
         stored(&a, "two", since)
             .into_keys()
@@ -211,6 +213,21 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
     write_atomic(&file, &both);
     wait_reload_gauge(&router, 1.0, "same file restored");
     assert_eq!(scrape_metric(&router.http, NODES, &[]), Some(2.0));
+
+    // The router's remote read fans out over the current ring (A and B) and sees every phase,
+    // including the series written while the ring was A only.
+    let mut through_router = read_all(&router.http, None, since, now_ms() + 60_000)
+        .unwrap_or_else(|e| panic!("remote read through the router: {e}"));
+    through_router.retain(|l, _| l["__name__"] == "ring_reload_test");
+    let want: BTreeSet<Labels> = [one_all, two_all, three, four, five]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        through_router.keys().cloned().collect::<BTreeSet<_>>(),
+        want,
+        "remote read through the router"
+    );
     eprintln!("ring reload test took {:?}", t0.elapsed());
 }
 
