@@ -4,9 +4,11 @@
 //!   `./data/<tenant>`, answers health, readiness and metrics, reads back what it was written, keeps
 //!   tenants apart and refuses a tenant that is not a plain path component;
 //! - every acknowledged sample (stale marker, NaN, infinities and -0.0 included) survives a SIGKILL,
-//!   bit for bit;
+//!   bit for bit, in two tenants; SIGTERM exits cleanly and loses nothing either;
 //! - with a hashrings file naming itself (`--receive.local-endpoint`) and one `ringest ingest` peer at
-//!   RF 2, both nodes hold every series, and writes keep succeeding when the peer dies.
+//!   RF 2, both nodes hold every series, and writes keep succeeding when the peer dies;
+//! - a hashrings file without `--receive.local-endpoint`, or a taken port, stops it at start-up
+//!   with a message saying so.
 
 mod common;
 
@@ -374,6 +376,34 @@ fn all_in_one_keeps_acknowledged_samples_across_sigkill() {
         read_metric(&aio.http, None, "aio_durable_team", since).is_empty(),
         "team-b series visible to the default tenant after restart"
     );
+
+    // Graceful shutdown: more writes, SIGTERM, a clean exit, and everything back after a restart.
+    let more = batch("aio_durable_more", 10, base + 40_000, &[0.5, -0.0, 2.5]);
+    let r = post_batch(&aio.rw, None, &more);
+    assert!(
+        r.is_2xx(),
+        "write before SIGTERM: {} {}",
+        r.status,
+        r.text()
+    );
+    let status = aio.proc.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "all-in-one did not exit cleanly on SIGTERM within 15 s: {status:?}\n{}",
+        aio.proc.logs()
+    );
+    aio.proc.restart();
+    aio.wait_ready();
+    assert_same_bits(
+        "after SIGTERM and restart",
+        &want,
+        &read_metric(&aio.http, None, "aio_durable", since),
+    );
+    assert_same_bits(
+        "written just before SIGTERM",
+        &expected(&more),
+        &read_metric(&aio.http, None, "aio_durable_more", since),
+    );
     eprintln!(
         "durability: {acked} acknowledged samples in {} series read back bit for bit after SIGKILL, {:?}",
         want.len(),
@@ -473,4 +503,62 @@ fn all_in_one_in_a_ring_with_a_peer_rf2() {
         peer.grpc,
         t0.elapsed()
     );
+}
+
+#[test]
+fn all_in_one_refuses_to_start_when_misconfigured() {
+    let tmp = test_dir("aio-bad-start");
+    let dir = tmp.path();
+    let file = dir.join("hashrings.json");
+    let grpc = free_addr();
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!([{"hashring": "default", "endpoints": [grpc]}]))
+            .unwrap(),
+    )
+    .unwrap();
+    let run = |rw: &str, extra: &[String]| {
+        let mut args = vec![
+            "all-in-one".to_string(),
+            format!("--remote-write.address={rw}"),
+            format!("--http-address={}", free_addr()),
+            format!("--grpc-address={grpc}"),
+        ];
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_to_exit(
+            ringest_bin(),
+            &args,
+            b"",
+            Some(dir),
+            Duration::from_secs(15),
+        )
+    };
+
+    // A hashrings file without --receive.local-endpoint: which node is this?
+    let out = run(
+        &free_addr(),
+        &[format!("--receive.hashrings-file={}", file.display())],
+    );
+    assert!(
+        !out.status.success(),
+        "started without a local endpoint: {out:?}"
+    );
+    assert!(
+        out.stderr.contains("--receive.local-endpoint"),
+        "no local endpoint: stderr does not say what is missing: {}",
+        out.stderr
+    );
+
+    // The remote-write port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let out = run(&taken_addr, &[]);
+    assert!(!out.status.success(), "started on a taken port: {out:?}");
+    assert!(
+        out.stderr.contains("cannot listen") && out.stderr.contains(&taken_addr),
+        "taken port: stderr does not name the address: {}",
+        out.stderr
+    );
+    drop(taken);
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const RELOAD_OK: &str = "ringest_hashring_config_last_reload_successful";
+const RELOAD_TS: &str = "ringest_hashring_config_last_reload_success_timestamp_seconds";
 const NODES: &str = "ringest_hashring_nodes";
 /// How long a reload may take to show (the file is polled every 200 ms).
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
@@ -121,6 +122,12 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
     let file = router.hashrings.clone();
     let since = now_ms() - 1000;
     assert_eq!(scrape_metric(&router.http, RELOAD_OK, &[]), Some(1.0));
+    let loaded_at = scrape_metric(&router.http, RELOAD_TS, &[]).expect(RELOAD_TS);
+    let now_s = now_ms() as f64 / 1000.0;
+    assert!(
+        (now_s - 60.0..=now_s + 1.0).contains(&loaded_at),
+        "{RELOAD_TS} = {loaded_at} at start-up, now is {now_s}"
+    );
     assert_eq!(scrape_metric(&router.http, NODES, &[]), Some(1.0));
 
     // 1. A alone.
@@ -173,6 +180,11 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
     }]));
     write_atomic(&file, &both);
     wait_reload_gauge(&router, 1.0, "ring of A and B");
+    let reloaded_at = scrape_metric(&router.http, RELOAD_TS, &[]).expect(RELOAD_TS);
+    assert!(
+        reloaded_at > loaded_at,
+        "{RELOAD_TS} did not advance on a successful reload: {loaded_at} then {reloaded_at}"
+    );
     let (nodes, ok) = wait_metric(&router.http, NODES, &[], RELOAD_WAIT, |v| v == 2.0);
     assert!(ok, "ring of A and B: {NODES} is {nodes:?}");
     wait_log(&router, "hashring reloaded", "ring of A and B");
