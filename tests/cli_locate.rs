@@ -2,7 +2,8 @@
 //! placement vectors derived from Thanos's algorithm (`hashring/tests/vectors/placement.jsonl`):
 //! one answer line per input line, in order; `{"hashring", "endpoints"}` for a placeable series,
 //! `{"error"}` naming the problem for a line that is not JSON, a line of the wrong shape or a tenant
-//! no ring serves; exit code 0. A missing hashrings file is a non-zero exit naming the file.
+//! no ring serves, a replica the ring cannot hold; exit code 0. A missing or invalid hashrings file
+//! is a non-zero exit naming the file.
 
 mod common;
 
@@ -295,6 +296,60 @@ fn locate_matches_crate_and_thanos_vectors() {
     }
     let matched = check(dir, "exact-no-catch-all", &rings, &lines);
     assert_eq!(matched, hashmod.len());
+
+    // File 3: a hashmod ring with fewer endpoints than the replication factor. Thanos's hashmod
+    // refuses replica 2 of 2 endpoints ("insufficient nodes"), per series, not per file.
+    let rings = json!([
+        {"hashring": "small", "algorithm": "hashmod", "endpoints": ["a:10901", "b:10901"]},
+    ]);
+    let file = dir.join("small.json");
+    std::fs::write(&file, serde_json::to_vec(&rings).unwrap()).unwrap();
+    let out = locate(
+        &file,
+        &(0..3)
+            .map(|i| series_line("t", i, Want::Crate("small")).0 + "\n")
+            .collect::<String>(),
+    );
+    assert!(out.status.success(), "small ring: {out:?}");
+    let answers: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(answers.len(), 3, "small ring: {}", out.stdout);
+    for a in answers {
+        let v: Value = serde_json::from_str(a).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "insufficient nodes; have 2, want 3"}),
+            "small ring"
+        );
+    }
+}
+
+#[test]
+fn locate_with_invalid_hashrings_file_fails_naming_it() {
+    let tmp = test_dir("cli-locate-invalid");
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("garbage", b"garbage", "not valid JSON"),
+        ("object", b"{\"hashring\": \"x\"}", "JSON array"),
+        (
+            "ketama-too-small",
+            br#"[{"hashring": "x", "endpoints": ["a:1", "b:1"]}]"#,
+            "replication factor",
+        ),
+    ];
+    for (name, contents, keyword) in cases {
+        let file = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&file, contents).unwrap();
+        let out = locate(
+            &file,
+            "{\"tenant\": \"a\", \"labels\": {\"__name__\": \"up\"}}\n",
+        );
+        assert!(!out.status.success(), "{name}: exit 0: {out:?}");
+        assert!(
+            out.stderr.contains(&*file.to_string_lossy()) && out.stderr.contains(keyword),
+            "{name}: stderr does not name the file and {keyword:?}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{name}: answers: {}", out.stdout);
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! 4. a ring with `shuffle_sharding_config` is refused ("shuffle sharding" in the log), the A+B ring
 //!    stays in force;
 //! 5. the file disappears (gauge 0, logged, A+B ring kept) and comes back unchanged (gauge 1 again);
-//! 6. a router started on a missing or invalid hashrings file exits non-zero and says why.
+//! 6. a ring for one tenant only: the default tenant gets 500 naming it, that tenant is routed;
+//! 7. a router started on a missing or invalid hashrings file exits non-zero and says why.
 
 mod common;
 
@@ -240,6 +241,35 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
         want,
         "remote read through the router"
     );
+
+    // 6. A ring for tenant team-x only: the default tenant has no ring any more (500, naming the
+    //    tenant), team-x writes land on B.
+    let only_x = ring_json(serde_json::json!([{
+        "hashring": "x-only",
+        "tenants": ["team-x"],
+        "endpoints": [b.grpc],
+    }]));
+    write_atomic(&file, &only_x);
+    let (nodes, ok) = wait_metric(&router.http, NODES, &[], RELOAD_WAIT, |v| v == 1.0);
+    assert!(ok, "ring of team-x: {NODES} is {nodes:?}");
+    wait_reload_gauge(&router, 1.0, "ring of team-x");
+    let body = encode_write_exact(&[(
+        vec![("__name__", "ring_reload_test"), ("phase", "six")],
+        vec![(now_ms(), 6.0)],
+    )]);
+    let r = post_raw(&router.rw, "/api/v1/receive", &WRITE_HEADERS, &body);
+    assert_eq!(r.status, 500, "default tenant without a ring: {}", r.text());
+    assert!(
+        r.text().contains("no matching hashring") && r.text().contains("default-tenant"),
+        "default tenant without a ring: {}",
+        r.text()
+    );
+    let mut headers = WRITE_HEADERS.to_vec();
+    headers.push(("THANOS-TENANT", "team-x"));
+    let r = post_raw(&router.rw, "/api/v1/receive", &headers, &body);
+    assert!(r.is_2xx(), "team-x: {} {}", r.status, r.text());
+    let on_b = read_all(&b.http, Some("team-x"), since, now_ms() + 60_000).unwrap();
+    assert_eq!(on_b.len(), 1, "team-x on B: {on_b:?}");
     eprintln!("ring reload test took {:?}", t0.elapsed());
 }
 
