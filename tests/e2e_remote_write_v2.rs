@@ -11,6 +11,8 @@
 //!   header counts the valid series, which is stored;
 //! - a 1.0 request with two valid series and one with a duplicate label name is a 400, the two valid
 //!   series are stored.
+//!
+//! The same through a router (RF 1): counts, partial writes and exact values survive forwarding.
 
 mod common;
 
@@ -405,4 +407,74 @@ fn remote_write_v2_and_partial_writes() {
         &read_metric(&ing.http, "rw_v1_partial"),
     );
     eprintln!("remote write 2.0 test: {:?}", t0.elapsed());
+}
+
+/// The same protocol through a router (RF 1) in front of the ingestor: counts, partial writes and
+/// bit-exact values survive the forwarding over gRPC.
+#[test]
+fn remote_write_v2_through_a_router() {
+    let tmp = test_dir("rw-v2-router");
+    let dir = tmp.path();
+    let ing = Ingestor::start("ingest", dir, &[]);
+    let router = Router::start("router", dir, &[&ing.grpc], 1, &[]);
+    let ts = now_ms() - 30_000;
+
+    let valid = [
+        (
+            vec![("job", "v2"), ("__name__", "rw_v2_routed"), ("i", "1")],
+            vec![(ts, -0.0), (ts + 1000, f64::from_bits(STALE_NAN_BITS))],
+        ),
+        (
+            vec![("__name__", "rw_v2_routed"), ("i", "2")],
+            vec![(ts, f64::NEG_INFINITY), (ts + 1000, 1.0), (ts + 2000, 2.0)],
+        ),
+    ];
+    let r = post_v2(&router.rw, &encode_v2(&valid));
+    assert!(
+        r.is_2xx(),
+        "v2 through the router: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_written("v2 through the router", &r, 5);
+    assert_same_bits(
+        "v2 through the router, read from the ingestor",
+        &expect(&valid),
+        &read_metric(&ing.http, "rw_v2_routed"),
+    );
+    assert_same_bits(
+        "v2 through the router, read through the router",
+        &expect(&valid),
+        &read_metric(&router.http, "rw_v2_routed"),
+    );
+
+    let partial = [
+        (
+            vec![("__name__", "rw_v2_routed_partial")],
+            vec![(ts, 1.0), (ts + 1000, 2.0)],
+        ),
+        (vec![("job", "nameless")], vec![(ts, 3.0)]),
+    ];
+    let r = post_v2(&router.rw, &encode_v2(&partial));
+    assert_eq!(
+        r.status,
+        400,
+        "v2 partial write through the router: {}",
+        r.text()
+    );
+    assert_written("v2 partial write through the router", &r, 2);
+    assert_same_bits(
+        "v2 partial write through the router",
+        &expect(&partial[..1]),
+        &read_metric(&ing.http, "rw_v2_routed_partial"),
+    );
+    let bad_ref = raw_v2(&["", "__name__"], &[1, 5], ts, 1.0);
+    let r = post_v2(&router.rw, &bad_ref);
+    assert_eq!(
+        r.status,
+        400,
+        "bad symbol reference through the router: {}",
+        r.text()
+    );
+    assert!(r.text().contains("symbol"), "{}", r.text());
 }
