@@ -58,9 +58,44 @@ pub fn decode_request(body: &[u8], max_decompressed: usize) -> Result<ReadReques
     ReadRequest::decode(raw.as_slice()).map_err(|e| ReadError::BadRequest(format!("protobuf: {e}")))
 }
 
+/// Encodes a `ReadResponse` exactly as prost would, except that a sample value is written whenever
+/// its bits are not all zero. prost skips a proto3 `double` equal to its default, and `-0.0 == 0.0`,
+/// so the reader would get `+0.0` for a stored `-0.0`. Read responses carry no exemplars.
+pub fn encode_read_response(resp: &ReadResponse) -> Vec<u8> {
+    use crate::remote_write::{encode_timeseries, Label, Sample};
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let mut out = Vec::new();
+    let mut result = Vec::new();
+    let mut samples = Vec::new();
+    for r in &resp.results {
+        result.clear();
+        for ts in &r.timeseries {
+            let labels: Vec<Label<'_>> = ts
+                .labels
+                .iter()
+                .map(|l| Label {
+                    name: &l.name,
+                    value: &l.value,
+                })
+                .collect();
+            samples.clear();
+            samples.extend(ts.samples.iter().map(|s| Sample {
+                timestamp: s.timestamp,
+                value: s.value,
+            }));
+            // `QueryResult.timeseries` is field 1, like `WriteRequest.timeseries`.
+            encode_timeseries(&labels, &samples, &mut result);
+        }
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        encode_varint(result.len() as u64, &mut out);
+        out.extend_from_slice(&result);
+    }
+    out
+}
+
 /// Snappy-compresses an encoded `ReadResponse`.
 pub fn encode_response(resp: &ReadResponse) -> Vec<u8> {
-    let raw = resp.encode_to_vec();
+    let raw = encode_read_response(resp);
     snap::raw::Encoder::new()
         .compress_vec(&raw)
         .expect("snappy compression of an in-memory buffer cannot fail")
@@ -282,6 +317,44 @@ mod tests {
                 (3, 1f64.to_bits())
             ]
         );
+    }
+
+    #[test]
+    fn response_encoding_is_prost_encoding_but_keeps_negative_zero() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let mut resp = ReadResponse {
+            results: vec![
+                QueryResult {
+                    timeseries: vec![
+                        ts(
+                            &[("__name__", "up"), ("job", "")],
+                            &[(0, 1.0), (2, stale), (3, 0.0), (-4, f64::INFINITY)],
+                        ),
+                        ts(&[("__name__", "x")], &[]),
+                    ],
+                },
+                QueryResult { timeseries: vec![] },
+                QueryResult {
+                    timeseries: vec![ts(&[("a", "b")], &[(i64::MAX, -1.5)])],
+                },
+            ],
+        };
+        assert_eq!(encode_read_response(&resp), resp.encode_to_vec());
+        resp.results[2].timeseries[0].samples.push(prompb::Sample {
+            value: -0.0,
+            timestamp: 5,
+        });
+        let back = ReadResponse::decode(encode_read_response(&resp).as_slice()).unwrap();
+        let bits = |r: &ReadResponse| -> Vec<(i64, u64)> {
+            r.results
+                .iter()
+                .flat_map(|q| &q.timeseries)
+                .flat_map(|t| &t.samples)
+                .map(|s| (s.timestamp, s.value.to_bits()))
+                .collect()
+        };
+        assert_eq!(bits(&back), bits(&resp));
+        assert!(bits(&back).contains(&(5, (-0.0f64).to_bits())));
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub fn watch(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // Whether `last` built the ring in force, and whether the previous read failed: unchanged
+        // content after a read error reports `last`'s outcome again instead of keeping the error.
+        let mut last_ok = true;
+        let mut read_failed = false;
         loop {
             tick.tick().await;
             let contents = match tokio::fs::read(&path).await {
@@ -125,21 +129,30 @@ pub fn watch(
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot read hashrings file; keeping the current ring");
                     record_reload(false);
+                    read_failed = true;
                     continue;
                 }
             };
             if contents == last {
+                if read_failed {
+                    tracing::info!(path = %path.display(), "hashrings file readable again, unchanged");
+                    record_reload(last_ok);
+                    read_failed = false;
+                }
                 continue;
             }
+            read_failed = false;
             match build_ring(&path, &contents, algorithm, replication_factor) {
                 Ok(ring) => {
                     tracing::info!(path = %path.display(), nodes = ring.nodes(), "hashring reloaded");
                     watcher.set(ring);
                     record_reload(true);
+                    last_ok = true;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "invalid hashrings file; keeping the current ring");
                     record_reload(false);
+                    last_ok = false;
                 }
             }
             last = contents;

@@ -403,7 +403,7 @@ impl GrpcHandler for IngestGrpc {
                 .map_err(|e| status::read_grpc_status(&ReadError::BadRequest(e.to_string())))?;
             let resp = query::read_local(&ingestor, &tenant, &req)
                 .map_err(|e| status::read_grpc_status(&e))?;
-            Ok(Bytes::from(resp.encode_to_vec()))
+            Ok(Bytes::from(query::encode_read_response(&resp)))
         })
     }
 }

@@ -124,6 +124,8 @@ pub struct Proc {
     log_dir: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Working directory of the child (`None`: the test's).
+    cwd: Option<PathBuf>,
 }
 
 impl Proc {
@@ -137,9 +139,46 @@ impl Proc {
             log_dir: log_dir.to_path_buf(),
             child: None,
             starts: 0,
+            cwd: None,
         };
         p.start();
         p
+    }
+
+    /// Like [`Proc::spawn`], with `cwd` as the child's working directory (for relative paths such
+    /// as the default `./data`).
+    pub fn spawn_in(
+        name: &str,
+        program: impl AsRef<Path>,
+        args: &[String],
+        log_dir: &Path,
+        cwd: &Path,
+    ) -> Proc {
+        fs::create_dir_all(log_dir).unwrap();
+        let mut p = Proc {
+            name: name.to_string(),
+            program: program.as_ref().to_path_buf(),
+            args: args.to_vec(),
+            log_dir: log_dir.to_path_buf(),
+            child: None,
+            starts: 0,
+            cwd: Some(cwd.to_path_buf()),
+        };
+        p.start();
+        p
+    }
+
+    /// Everything the child wrote to stderr so far, over all its starts.
+    pub fn stderr_text(&self) -> String {
+        (1..=self.starts)
+            .map(|start| {
+                String::from_utf8_lossy(
+                    &fs::read(self.log_path(start, "stderr")).unwrap_or_default(),
+                )
+                .into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn log_path(&self, start: u32, stream: &str) -> PathBuf {
@@ -152,7 +191,11 @@ impl Proc {
         self.starts += 1;
         let out = File::create(self.log_path(self.starts, "stdout")).unwrap();
         let err = File::create(self.log_path(self.starts, "stderr")).unwrap();
-        let child = Command::new(&self.program)
+        let mut cmd = Command::new(&self.program);
+        if let Some(cwd) = &self.cwd {
+            cmd.current_dir(cwd);
+        }
+        let child = cmd
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -1432,4 +1475,191 @@ pub fn test_dir(name: &str) -> tempfile::TempDir {
         eprintln!("[harness] keeping {}", dir.path().display());
     }
     dir
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-shot runs, metrics, files and exact encodings (ring reload, all-in-one, CLI tests)
+// ---------------------------------------------------------------------------------------------
+
+/// What a process run to completion by [`run_to_exit`] left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `program args` with `stdin` fed on its standard input (then closed), in `cwd` if given,
+/// and waits for it to exit. Panics, after killing it, if it is still running after `timeout`.
+pub fn run_to_exit(
+    program: impl AsRef<Path>,
+    args: &[&str],
+    stdin: &[u8],
+    cwd: Option<&Path>,
+    timeout: Duration,
+) -> Finished {
+    let program = program.as_ref();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // A process that exits early closes its stdin: a broken pipe here is not an error.
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = feeder.join();
+    let stdout = out.join().unwrap();
+    let stderr = err.join().unwrap();
+    match status {
+        Some(status) => Finished {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{program:?} {args:?} still running after {timeout:?}; killed.\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
+    }
+}
+
+/// Polls metric `name` (see [`scrape_metric`]) on `addr` until `want` holds for its value;
+/// returns the last value seen (`None` if never exposed) and whether `want` held in time.
+pub fn wait_metric(
+    addr: &str,
+    name: &str,
+    label_substrings: &[&str],
+    timeout: Duration,
+    want: impl Fn(f64) -> bool,
+) -> (Option<f64>, bool) {
+    let mut last = None;
+    let ok = poll(timeout, Duration::from_millis(50), || {
+        last = scrape_metric(addr, name, label_substrings);
+        last.filter(|v| want(*v)).map(|_| ())
+    });
+    (last, ok.is_some())
+}
+
+/// A label set from pairs.
+pub fn label_map(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Replaces `path` atomically (write a sibling, then rename), so a poller never sees a half file.
+pub fn write_atomic(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    fs::write(&tmp, contents).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A series to write: labels (in the order to send them) and (timestamp ms, value) samples.
+pub type SeriesSpec<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
+/// A snappy-compressed remote-write 1.0 body built with Ringest's own encoder, which writes every
+/// sample value whose bits are not all zero (prost would drop `-0.0`). Labels keep the given order.
+pub fn encode_write_exact(series: &[SeriesSpec<'_>]) -> Vec<u8> {
+    use ringest::remote_write as rw;
+    let mut raw = Vec::new();
+    for (labels, samples) in series {
+        let labels: Vec<rw::Label<'_>> = labels
+            .iter()
+            .map(|&(name, value)| rw::Label { name, value })
+            .collect();
+        let samples: Vec<rw::Sample> = samples
+            .iter()
+            .map(|&(timestamp, value)| rw::Sample { timestamp, value })
+            .collect();
+        rw::encode_timeseries(&labels, &samples, &mut raw);
+    }
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+}
+
+/// Up to `max` differences between two remote-read results, sample by sample
+/// (`labels@ts: expected bits, got bits`), then missing and unexpected series.
+pub fn sample_differences(
+    expected: &BTreeMap<Labels, Samples>,
+    actual: &BTreeMap<Labels, Samples>,
+    max: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (labels, want) in expected {
+        let Some(got) = actual.get(labels) else {
+            out.push(format!("{labels:?}: missing ({} samples)", want.len()));
+            continue;
+        };
+        let got_map: BTreeMap<i64, u64> = got.iter().copied().collect();
+        let want_map: BTreeMap<i64, u64> = want.iter().copied().collect();
+        for (ts, bits) in &want_map {
+            match got_map.get(ts) {
+                Some(b) if b == bits => {}
+                Some(b) => out.push(format!(
+                    "{labels:?}@{ts}: expected {bits:#018x} ({}), got {b:#018x} ({})",
+                    f64::from_bits(*bits),
+                    f64::from_bits(*b)
+                )),
+                None => out.push(format!("{labels:?}@{ts}: expected {bits:#018x}, missing")),
+            }
+        }
+        for ts in got_map.keys().filter(|t| !want_map.contains_key(t)) {
+            out.push(format!("{labels:?}@{ts}: unexpected sample"));
+        }
+    }
+    for labels in actual.keys().filter(|l| !expected.contains_key(*l)) {
+        out.push(format!("{labels:?}: unexpected series"));
+    }
+    let n = out.len();
+    if n > max {
+        out.truncate(max);
+        out.push(format!("... {} differences in all", n));
+    }
+    out
+}
+
+/// Asserts that two remote-read results are identical bit for bit, listing the first differing
+/// samples (not only series) when they are not.
+pub fn assert_same_bits(
+    what: &str,
+    expected: &BTreeMap<Labels, Samples>,
+    actual: &BTreeMap<Labels, Samples>,
+) {
+    let diff = sample_differences(expected, actual, 8);
+    assert!(
+        diff.is_empty(),
+        "{what}: {} series expected, {} read; differences:\n  {}",
+        expected.len(),
+        actual.len(),
+        diff.join("\n  ")
+    );
 }
