@@ -19,7 +19,7 @@ use tonic::Status;
 use crate::grpc::GrpcHandler;
 use crate::ingest::{IngestError, Ingestor};
 use crate::query::{self, ReadError};
-use crate::remote_write::{self, Limits, Protocol, Series, WriteRequest};
+use crate::remote_write::{self, Limits, Series, WriteRequest};
 use crate::router::Router;
 use crate::tenancy;
 use status::ApiError;
@@ -161,12 +161,10 @@ impl App {
                 )
             }
         })?;
-        let mut raw = Vec::new();
-        remote_write::decompress_into(&compressed, &self.config.limits, &mut raw)?;
-        let req = match protocol {
-            Protocol::V1 => remote_write::decode_v1(&raw)?,
-            Protocol::V2 => remote_write::decode_v2(&raw)?,
-        };
+        let mut bufs = DecodeBuffers::take();
+        remote_write::decompress_into(&compressed, &self.config.limits, &mut bufs.raw)?;
+        let mut req = std::mem::take(&mut bufs.req).recycle();
+        remote_write::decode_into(protocol, &bufs.raw, &mut req)?;
         let valid_samples = req.num_samples();
 
         let stored = match (&self.router, &self.ingestor) {
@@ -189,7 +187,41 @@ impl App {
         stored?;
         metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
             .increment(valid_samples as u64);
-        Ok(partial_answer(&req, valid_samples))
+        let answer = partial_answer(&req, valid_samples);
+        bufs.req = req.recycle();
+        bufs.give_back();
+        Ok(answer)
+    }
+}
+
+/// A decompression buffer and decoded-request vectors, reused across requests so a steady stream
+/// of requests allocates (and page-faults in) nothing large.
+#[derive(Default)]
+struct DecodeBuffers {
+    raw: Vec<u8>,
+    req: WriteRequest<'static>,
+}
+
+static DECODE_POOL: parking_lot::Mutex<Vec<DecodeBuffers>> = parking_lot::Mutex::new(Vec::new());
+
+impl DecodeBuffers {
+    /// Pooled sets kept at most; one per concurrently served request is enough.
+    const POOL_MAX: usize = 64;
+    /// Larger buffers (from rare huge requests) are freed rather than kept.
+    const KEEP_MAX_BYTES: usize = 16 << 20;
+
+    fn take() -> Self {
+        DECODE_POOL.lock().pop().unwrap_or_default()
+    }
+
+    fn give_back(self) {
+        if self.raw.capacity() > Self::KEEP_MAX_BYTES {
+            return;
+        }
+        let mut pool = DECODE_POOL.lock();
+        if pool.len() < Self::POOL_MAX {
+            pool.push(self);
+        }
     }
 }
 

@@ -49,7 +49,7 @@
 
 use crate::remote_write::{Series, WriteRequest};
 use crate::tsdb::head::{Head, HeadOptions, MemSeries, Rejection, SeriesSamples};
-use crate::tsdb::labels::{hash_pairs, Labels};
+use crate::tsdb::labels::{pack_pairs, packed_hash, Labels};
 use crate::tsdb::matcher::Matcher;
 use crate::tsdb::record::{
     decode_samples_into, decode_series_into, encode_samples, encode_series, record_type, RefSample,
@@ -350,7 +350,7 @@ impl Db {
 
         let mut stats = AppendStats::default();
         let mut first_err = None;
-        let mut hash_buf = Vec::with_capacity(256);
+        let mut packed = String::with_capacity(256);
         let mut resolved = Vec::with_capacity(series.len());
         for s in series {
             let samples = req.series_samples(s);
@@ -378,8 +378,8 @@ impl Db {
                 }
                 continue;
             }
-            let hash = hash_pairs(pairs.clone(), &mut hash_buf);
-            let (ms, created) = self.head.get_or_create(hash, pairs);
+            pack_pairs(pairs, &mut packed);
+            let (ms, created) = self.head.get_or_create(packed_hash(&packed), &packed);
             stats.series_created += u64::from(created);
             resolved.push((ms, samples));
         }

@@ -15,7 +15,7 @@
 //! Chunk cutting follows `memSeries.appendPreprocessor`.
 
 use crate::tsdb::chunkenc::{iter_bytes, XorChunk};
-use crate::tsdb::labels::{hash_pairs, Labels};
+use crate::tsdb::labels::{packed_hash, Labels};
 use crate::tsdb::matcher::{MatchType, Matcher};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -341,18 +341,15 @@ fn value_hash(v: &str) -> u64 {
 }
 
 impl HashStripe {
-    fn find<'a, I>(&self, hash: u64, pairs: I) -> Option<&Arc<MemSeries>>
-    where
-        I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
-    {
+    fn find(&self, hash: u64, packed: &str) -> Option<&Arc<MemSeries>> {
         let s = self.series.get(&hash)?;
-        if s.labels.eq_pairs(pairs.clone()) {
+        if s.labels.packed() == packed {
             return Some(s);
         }
         self.conflicts
             .get(&hash)?
             .iter()
-            .find(|s| s.labels.eq_pairs(pairs.clone()))
+            .find(|s| s.labels.packed() == packed)
     }
 
     fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
@@ -498,22 +495,20 @@ impl Head {
 
     /// Finds the series with these sorted pairs, or creates it; `true` when created.
     ///
-    /// `hash` must be [`hash_pairs`] of the same pairs (callers hash once and reuse it).
-    pub fn get_or_create<'a, I>(&self, hash: u64, pairs: I) -> (Arc<MemSeries>, bool)
-    where
-        I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
-    {
+    /// `packed` is the label set as [`crate::tsdb::labels::pack_pairs`] writes it and `hash` its
+    /// [`packed_hash`] (callers hash once and reuse it).
+    pub fn get_or_create(&self, hash: u64, packed: &str) -> (Arc<MemSeries>, bool) {
         let stripe = &self.by_hash[(hash as usize) & self.mask];
-        if let Some(s) = stripe.read().find(hash, pairs.clone()) {
+        if let Some(s) = stripe.read().find(hash, packed) {
             return (s.clone(), false);
         }
         let mut w = stripe.write();
-        if let Some(s) = w.find(hash, pairs.clone()) {
+        if let Some(s) = w.find(hash, packed) {
             return (s.clone(), false);
         }
         // Taken under the stripe lock so refs within a stripe are created in increasing order.
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        let s = Arc::new(MemSeries::new(r, Labels::from_sorted(pairs)));
+        let s = Arc::new(MemSeries::new(r, Labels::from_packed(packed)));
         self.insert_locked(&mut w, hash, s.clone());
         (s, true)
     }
@@ -521,13 +516,12 @@ impl Head {
     /// Recreates a series with a given ref during WAL replay; returns the existing series when
     /// the labels are already present (then under its original ref).
     pub fn create_with_ref(&self, r#ref: u64, labels: Labels) -> (Arc<MemSeries>, bool) {
-        let mut buf = Vec::new();
-        let hash = hash_pairs(labels.iter(), &mut buf);
+        let hash = packed_hash(labels.packed());
         let stripe = &self.by_hash[(hash as usize) & self.mask];
         let mut w = stripe.write();
         // Bumped for aliases too, so no future series can be given a ref the WAL already used.
         self.next_ref.fetch_max(r#ref + 1, Ordering::Relaxed);
-        if let Some(s) = w.find(hash, labels.iter()) {
+        if let Some(s) = w.find(hash, labels.packed()) {
             return (s.clone(), false);
         }
         let s = Arc::new(MemSeries::new(r#ref, labels));
@@ -650,13 +644,14 @@ fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tsdb::labels::pack_pairs;
 
     const H: i64 = 3_600_000;
 
     fn series(head: &Head, pairs: &[(&str, &str)]) -> Arc<MemSeries> {
-        let mut buf = Vec::new();
-        let h = hash_pairs(pairs.iter().copied(), &mut buf);
-        head.get_or_create(h, pairs.iter().copied()).0
+        let mut packed = String::new();
+        pack_pairs(pairs.iter().copied(), &mut packed);
+        head.get_or_create(packed_hash(&packed), &packed).0
     }
 
     fn m(k: MatchType, n: &str, v: &str) -> Matcher {
@@ -796,11 +791,14 @@ mod tests {
         let x = [("__name__", "x")];
         let y = [("__name__", "y")];
         // Force the same hash for two different label sets.
-        let (a, ca) = head.get_or_create(42, x.iter().copied());
-        let (b, cb) = head.get_or_create(42, y.iter().copied());
+        let (mut px, mut py) = (String::new(), String::new());
+        pack_pairs(x.iter().copied(), &mut px);
+        pack_pairs(y.iter().copied(), &mut py);
+        let (a, ca) = head.get_or_create(42, &px);
+        let (b, cb) = head.get_or_create(42, &py);
         assert!(ca && cb && a.r#ref != b.r#ref);
-        assert_eq!(head.get_or_create(42, y.iter().copied()).0.r#ref, b.r#ref);
-        assert_eq!(head.get_or_create(42, x.iter().copied()).0.r#ref, a.r#ref);
+        assert_eq!(head.get_or_create(42, &py).0.r#ref, b.r#ref);
+        assert_eq!(head.get_or_create(42, &px).0.r#ref, a.r#ref);
         a.lock().append(1, 1.0, head.options()).unwrap();
         b.lock().append(1, 2.0, head.options()).unwrap();
         let got = head.select(0, 10, &[m(MatchType::Equal, "__name__", "y")]);

@@ -20,19 +20,6 @@ pub struct Labels {
     buf: Arc<str>,
 }
 
-/// Appends `n` as an ASCII-only varint: 6 payload bits per byte, bit 6 set on all but the last.
-fn put_len(out: &mut String, mut n: usize) {
-    loop {
-        let low = (n & 0x3f) as u8;
-        n >>= 6;
-        if n == 0 {
-            out.push(low as char);
-            return;
-        }
-        out.push((low | 0x40) as char);
-    }
-}
-
 /// Reads an ASCII varint written by [`put_len`] at `*pos`, advancing `*pos`.
 fn get_len(buf: &[u8], pos: &mut usize) -> usize {
     let mut n = 0usize;
@@ -71,15 +58,20 @@ impl Labels {
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
         let mut s = String::new();
-        for (n, v) in pairs {
-            put_len(&mut s, n.len());
-            s.push_str(n);
-            put_len(&mut s, v.len());
-            s.push_str(v);
-        }
+        pack_pairs(pairs, &mut s);
+        Labels::from_packed(&s)
+    }
+
+    /// A label set from the output of [`pack_pairs`].
+    pub fn from_packed(packed: &str) -> Labels {
         Labels {
-            buf: Arc::from(s.as_str()),
+            buf: Arc::from(packed),
         }
+    }
+
+    /// The packed form, as [`pack_pairs`] writes it: equal label sets have equal packed forms.
+    pub fn packed(&self) -> &str {
+        &self.buf
     }
 
     /// Iterates over `(name, value)` pairs in name order.
@@ -130,6 +122,43 @@ impl Labels {
         }
         mine.next().is_none()
     }
+}
+
+/// Writes sorted pairs in the packed form a [`Labels`] stores, so the head can find a series by
+/// comparing bytes instead of walking pairs.
+pub fn pack_pairs<'a, I>(pairs: I, out: &mut String)
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    // Bytes, not `String::push`: this runs once per series on the append path.
+    let mut bytes = std::mem::take(out).into_bytes();
+    bytes.clear();
+    for (n, v) in pairs {
+        put_len(&mut bytes, n.len());
+        bytes.extend_from_slice(n.as_bytes());
+        put_len(&mut bytes, v.len());
+        bytes.extend_from_slice(v.as_bytes());
+    }
+    // SAFETY: `bytes` is a concatenation of `&str`s (valid UTF-8) and length prefixes whose bytes
+    // are all below 0x80 (see `put_len`), so it is valid UTF-8. Exercised by the proptest
+    // `prop_roundtrip` (arbitrary UTF-8 values) and every head test, which build labels here.
+    *out = unsafe { String::from_utf8_unchecked(bytes) };
+}
+
+/// Appends `n` as an ASCII-only varint: 6 payload bits per byte, bit 6 set on all but the last.
+#[inline]
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x40 {
+        out.push((n & 0x3f) as u8 | 0x40);
+        n >>= 6;
+    }
+    out.push(n as u8);
+}
+
+/// The head's hash of a packed label set: xxh3, which is in-memory only and never persisted, so
+/// it need not match Prometheus's `labels.Hash`.
+pub fn packed_hash(packed: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(packed.as_bytes())
 }
 
 /// Hashes sorted pairs like Prometheus `labels.Hash`, using `buf` as scratch space.
