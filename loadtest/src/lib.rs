@@ -3,6 +3,9 @@
 //! Series are generated once and pre-encoded (v1: each series' `Label` fields; v2: interned
 //! symbols), so a request costs one pass writing samples plus one snappy compression.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod hist;
 pub mod run;
 pub mod series;

@@ -1,5 +1,7 @@
 //! `ringest-loadtest`: sends Prometheus remote write (1.0 or 2.0) to a URL and measures it.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use clap::Parser;

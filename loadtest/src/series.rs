@@ -241,11 +241,15 @@ fn ip(v: u64) -> String {
     }
 }
 
-/// Five base-36 characters naming generation `gen` of a pod; distinct for 36^5 generations.
-fn pod_token(seed_hash: u64, gen: u32) -> String {
+/// Five base-36 characters naming generation `gen` of pod `v`; for one pod, distinct for 36^5
+/// generations.
+fn pod_token(seed_hash: u64, v: u64, gen: u32) -> String {
     const SPACE: u64 = 36u64.pow(5);
     // 2654435761 is prime, hence invertible modulo 36^5: a bijection on generations.
-    let mut x = (seed_hash % SPACE + u64::from(gen) * 2_654_435_761) % SPACE;
+    let mut x = (seed_hash % SPACE
+        + (v % SPACE) * 7_777_777 % SPACE
+        + u64::from(gen) * 2_654_435_761 % SPACE)
+        % SPACE;
     let mut out = [b'0'; 5];
     for c in out.iter_mut().rev() {
         *c = b"0123456789abcdefghijklmnopqrstuvwxyz"[(x % 36) as usize];
@@ -261,7 +265,7 @@ fn label_value(k: usize, v: u64, seed_hash: u64, gen: u32) -> String {
             "{}-{:06x}{v:x}-{}",
             APPS[(v % APPS.len() as u64) as usize],
             mix(seed_hash ^ v) & 0xff_ffff,
-            pod_token(seed_hash, gen)
+            pod_token(seed_hash, v, gen)
         ),
         Some("instance") => format!("{}:9100", ip(v)),
         Some("namespace") => list_value(NAMESPACES, v),
