@@ -70,7 +70,8 @@ struct Args {
     /// Stop after this many requests (with --duration, whichever comes first).
     #[arg(long)]
     requests: Option<u64>,
-    /// Target samples/s over all connections; 0 = as fast as possible.
+    /// Target samples/s over all connections; 0 = as fast as possible. A ceiling: with one request
+    /// in flight per connection, at most concurrency x samples-per-request / latency is reached.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// Remote write version.

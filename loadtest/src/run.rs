@@ -480,8 +480,9 @@ async fn worker(
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-            } else if now - next_send > iv {
-                // Too far behind (slow answers): do not burst to catch up.
+            } else if now - next_send > iv.max(Duration::from_secs(1)) {
+                // Behind schedule (slow answers): requests go out back to back to keep the average
+                // rate, but a backlog of more than a second is forgotten rather than burst.
                 next_send = now;
             }
             next_send += iv;
