@@ -1,7 +1,7 @@
 //! Runs `ringest-loadtest` for a moment against a real `ringest all-in-one` on loopback (v1 then
 //! v2) and checks that samples were accepted with no error. Needs the release binary
-//! (`cargo build --release -p ringest`), found at `$RINGEST_BIN` or
-//! `$CARGO_TARGET_DIR/release/ringest` (`target/release/ringest` by default); skipped otherwise.
+//! (`cargo build --release -p ringest`), found at `$RINGEST_BIN`, `$CARGO_TARGET_DIR/release/ringest`
+//! or `release/ringest` in the target directory of this test; skipped otherwise.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,11 +14,17 @@ fn ringest_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("RINGEST_BIN") {
         return Some(PathBuf::from(p));
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    // The target directory: $CARGO_TARGET_DIR, or the one this test's binary was built into.
+    let mut dirs: Vec<PathBuf> = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("release/ringest");
-    p.exists().then_some(p)
+        .into_iter()
+        .collect();
+    if let Some(profile_dir) = PathBuf::from(env!("CARGO_BIN_EXE_ringest-loadtest")).parent() {
+        dirs.extend(profile_dir.parent().map(PathBuf::from));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("release/ringest"))
+        .find(|p| p.exists())
 }
 
 /// A free loopback port (released before use; good enough on a quiet machine).
