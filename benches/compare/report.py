@@ -68,6 +68,7 @@ def figures(kv, ph, series):
         "samples_written": kv.get("samples_written"),
         "replay_samples_per_sec": (kv["samples_written"] / kv["replay_sec"]) if kv.get("replay_sec") else None,
         "wal_bytes": kv.get("wal_bytes"),
+        "wal_bytes_per_sample": (kv["wal_bytes"] / kv["samples_written"]) if kv.get("wal_bytes") and kv.get("samples_written") else None,
     }
     errors = {}
     for name, p in ph.items():
@@ -91,10 +92,12 @@ ROWS = [
     ("half_p50_ms", "p50 latency at half peak", "ms", False, "{:.2f}"),
     ("half_p99_ms", "p99 latency at half peak", "ms", False, "{:.2f}"),
     ("half_p999_ms", "p99.9 latency at half peak", "ms", False, "{:.2f}"),
-    ("replay_sec", "WAL replay to /-/ready", "s", False, "{:.2f}"),
+    # Each receiver replays what it accepted, so seconds are not comparable; samples/s are.
+    ("replay_sec", "WAL replay to /-/ready", "s", None, "{:.2f}"),
     ("samples_written", "samples in the WAL", "", None, "{:,.0f}"),
     ("replay_samples_per_sec", "WAL replay samples/s", "", True, "{:,.0f}"),
-    ("wal_bytes", "WAL size on disk", "MiB", False, "mib"),
+    ("wal_bytes", "WAL size on disk", "MiB", None, "mib"),
+    ("wal_bytes_per_sample", "WAL bytes per sample", "B", False, "{:.2f}"),
 ]
 
 
