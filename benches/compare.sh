@@ -320,6 +320,16 @@ race() { # name
   put blocks_before_kill "$(M blocks "$dir/data")"
   put head_series_before_kill "$(head_series)"
   put rss_final_bytes "$(M rss "$PID")"
+  # The receiver's own view, for diagnosis: its whole /metrics, plus WAL fsyncs (ringest) or Go GC
+  # (prometheus) over the whole run.
+  M save "$METRICS_URL" "$WORK/$name-metrics.txt" || log "warning: could not save $name's /metrics"
+  local mname
+  case "$name" in
+    ringest) for mname in ringest_wal_fsync_duration_seconds_count ringest_wal_fsync_duration_seconds_sum; do
+               put "$mname" "$(M metric "$METRICS_URL" "$mname" 2>/dev/null || echo n/a)"; done ;;
+    prometheus) for mname in go_gc_duration_seconds_count go_gc_duration_seconds_sum; do
+               put "$mname" "$(M metric "$METRICS_URL" "$mname" 2>/dev/null || echo n/a)"; done ;;
+  esac
 
   log "$name: SIGKILL, then restart on the same data dir"
   kill -KILL "$PID"

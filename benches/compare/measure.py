@@ -11,6 +11,7 @@
   wait-ready URL TIMEOUT PID    polls URL until it answers 200; prints the wall time (ns since epoch)
                                 it did; fails if PID dies or TIMEOUT seconds pass
   metric URL NAME...            sum of the samples of the first NAME found in the exposition at URL
+  save URL FILE                 saves what URL answers (e.g. /metrics) to FILE
   json-field FILE KEY           a field of the last JSON object line in FILE (dotted keys allowed)
   last-json FILE                the last line of FILE that parses as a JSON object (checked)
   du DIR NAME                   total bytes of every directory called NAME under DIR
@@ -188,6 +189,9 @@ def main():
     elif cmd == "metric":
         v = metric(a[0], a[1:])
         print(int(v) if v == int(v) else v)
+    elif cmd == "save":
+        with open(a[1], "w") as f:
+            f.write(scrape(a[0]))
     elif cmd == "json-field":
         v = last_json(a[0])
         for k in a[1].split("."):

@@ -212,6 +212,12 @@ def main():
             "%s: head series after warm-up %s (%ss), before kill %s, after replay %s; blocks before kill %s; startup %.2fs; idle RSS %.1f MiB"
             % (n, raw.get("head_series_after_warmup"), raw.get("warmup_sec"), raw.get("head_series_before_kill"), raw.get("head_series_after_replay"), raw.get("blocks_before_kill"), raw.get("startup_sec", 0), raw.get("rss_idle_bytes", 0) / 2**20)
         )
+        c, t = raw.get("ringest_wal_fsync_duration_seconds_count"), raw.get("ringest_wal_fsync_duration_seconds_sum")
+        if isinstance(c, (int, float)) and isinstance(t, (int, float)) and c:
+            print("%s: %d WAL fsyncs over the run, mean %.2f ms" % (n, c, 1000 * t / c))
+        c, t = raw.get("go_gc_duration_seconds_count"), raw.get("go_gc_duration_seconds_sum")
+        if isinstance(c, (int, float)) and isinstance(t, (int, float)):
+            print("%s: %d Go GC cycles over the run, %.3f s of stop-the-world pauses" % (n, c, t))
         errs = res[n]["figures"]["errors_by_phase"]
         if errs:
             print("%s: non-2xx answers by phase: %s" % (n, json.dumps(errs)))
