@@ -88,6 +88,7 @@ ROWS = [
     ("other_cores_at_peak", "other processes' cores at peak", "", None, "{:.2f}"),
     ("rss_bytes_per_series", "RSS per active series", "B", False, "{:,.0f}"),
     ("rss_bytes", "RSS total", "MiB", False, "mib"),
+    ("half_rate_target", "half-peak rate asked", "/s", None, "{:,.0f}"),
     ("half_rate_achieved", "half-peak rate achieved", "/s", None, "{:,.0f}"),
     ("half_p50_ms", "p50 latency at half peak", "ms", False, "{:.2f}"),
     ("half_p99_ms", "p99 latency at half peak", "ms", False, "{:.2f}"),
