@@ -24,7 +24,7 @@
 #   --concurrency  loadtest connections (default 6)
 #   --out FILE     JSON with every figure (default benches/compare-results.json)
 #   --loadtest BIN load generator with ringest-loadtest's flags and --json summary (default: the one
-#                  built from loadtest/; benches/compare/standin_loadtest.py is a slow stand-in)
+#                  built from loadtest/)
 #   --scrape-interval D  timestamp step between rounds of a series (default 1ms, see below)
 #   --workdir DIR  where the temp dir goes (default $TMPDIR or /tmp; must be local disk)
 #   --keep         keep the temp dir (data and logs) and say where it is
@@ -132,8 +132,7 @@ workdir="$(abspath "$workdir")"
 cd "$ROOT"
 target="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ -z "$loadtest" ] && ! cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q '"name":"loadtest"'; then
-  fail "the loadtest crate is not in this workspace yet; pass --loadtest BIN" \
-       "(benches/compare/standin_loadtest.py is a slow stand-in)"
+  fail "the loadtest crate is not in this workspace; pass --loadtest BIN"
 fi
 if [ "$build" = 1 ]; then
   pkgs=(-p ringest)

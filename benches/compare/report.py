@@ -232,8 +232,6 @@ def main():
     print("Receivers are SIGKILLed before the replay, so the whole WAL is replayed (no clean shutdown). Ringest")
     print("fsyncs the WAL before each 2xx (group commit); Prometheus 2.42 fsyncs only when a WAL segment closes.")
     print("Ratios are ringest / prometheus. CPU figures are user+sys of the receiver process only.")
-    if config.get("loadtest", "").endswith("standin_loadtest.py"):
-        print("NOTE: stand-in load generator (Python, uncompressed snappy): throughput and latency measure it, not the receivers.")
 
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

@@ -50,6 +50,9 @@ impl MultiTsdb {
             let started = std::time::Instant::now();
             let db = self.open_db(&name)?;
             tracing::info!(tenant = %name, series = db.head().num_series(), elapsed = ?started.elapsed(), "tenant TSDB replayed");
+            // Set here too, so the gauge is right after a restart before the first write.
+            metrics::gauge!("ringest_head_series", "tenant" => name.clone())
+                .set(db.head().num_series() as f64);
             self.tenants.write().insert(name, Arc::new(db));
         }
         Ok(())
