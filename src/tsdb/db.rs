@@ -465,11 +465,7 @@ impl Db {
         if !new_series.is_empty() {
             let mut buf = st.pool.pop().unwrap_or_default();
             buf.clear();
-            let labels: Vec<(u64, Vec<(&str, &str)>)> = new_series
-                .iter()
-                .map(|s| (s.r#ref, s.labels.iter().collect()))
-                .collect();
-            encode_series(labels, &mut buf);
+            encode_series(new_series.iter().map(|s| (s.r#ref, s.labels.iter())), &mut buf);
             st.queue.push(buf);
             st.last_seq += 1;
         }

@@ -295,6 +295,32 @@ impl Hasher for IdHasher {
 /// A map keyed by ids or hashes.
 pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// Hasher for label-name keys: seeded xxh3 instead of SipHash, since every new series looks up
+/// each of its label names in the postings. Names are client input, so the seed is random per
+/// process (as `RandomState`'s is) to keep crafted collisions from piling names into one bucket.
+#[derive(Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        NameHasher(*SEED.get_or_init(|| {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0u64)
+        }))
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+}
+
 /// Sorted refs of one (name, value-hash) pair; most values (pod, instance) have one series.
 enum PostingList {
     One(u64),
@@ -333,7 +359,7 @@ struct HashStripe {
     series: IdMap<Arc<MemSeries>>,
     /// Further series whose hash equals one already in `series` (true xxhash collisions).
     conflicts: IdMap<Vec<Arc<MemSeries>>>,
-    postings: HashMap<Box<str>, IdMap<PostingList>>,
+    postings: HashMap<Box<str>, IdMap<PostingList>, BuildHasherDefault<NameHasher>>,
 }
 
 fn value_hash(v: &str) -> u64 {
