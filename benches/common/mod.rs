@@ -130,6 +130,17 @@ pub fn owned_series() -> Vec<OwnedSeries> {
         .collect()
 }
 
+/// The first occurrence of each label set: remote write 1.0 batches from Prometheus carry one
+/// sample per `TimeSeries`, so a series scraped several times within a batch repeats.
+pub fn distinct(series: &[OwnedSeries]) -> Vec<OwnedSeries> {
+    let mut seen = std::collections::HashSet::new();
+    series
+        .iter()
+        .filter(|s| seen.insert(&s.labels))
+        .cloned()
+        .collect()
+}
+
 /// `copies` distinct copies of `series`: copy `i` gets the extra label `bench_copy="i"`.
 pub fn copies(series: &[OwnedSeries], copies: usize) -> Vec<OwnedSeries> {
     (0..copies)
