@@ -6,8 +6,9 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{config, owned_series, TENANT};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use common::{group, owned_series, TENANT};
+use criterion::measurement::Measurement;
+use criterion::{BenchmarkId, Criterion, Throughput};
 use hashring::{parse_config, series_hash, Algorithm, Multiring};
 
 /// Replication factor of the lookups.
@@ -26,11 +27,11 @@ fn hashrings_json(n: usize) -> String {
     )
 }
 
-fn benches(c: &mut Criterion) {
+fn benches<M: Measurement>(c: &mut Criterion<M>) {
     let series = owned_series();
     let n = series.len() as u64;
 
-    let mut g = c.benchmark_group("series_hash");
+    let mut g = group(c, "series_hash");
     g.throughput(Throughput::Elements(n));
     g.bench_function("fixture-2000", |b| {
         b.iter(|| {
@@ -45,7 +46,7 @@ fn benches(c: &mut Criterion) {
         .iter()
         .map(|s| series_hash(TENANT, s.pairs()))
         .collect();
-    let mut g = c.benchmark_group("get_n_rf3");
+    let mut g = group(c, "get_n_rf3");
     g.throughput(Throughput::Elements(n));
     for algorithm in [Algorithm::Hashmod, Algorithm::Ketama] {
         for endpoints in [3, 30] {
@@ -68,9 +69,6 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = hashring;
-    config = config();
-    targets = benches
+fn main() {
+    common::run(benches, benches);
 }
-criterion_main!(hashring);

@@ -6,8 +6,9 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{config, fixtures, Fixture};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use common::{fixtures, group, Fixture};
+use criterion::measurement::Measurement;
+use criterion::{BenchmarkId, Criterion, Throughput};
 use ringest::remote_write::{
     decode_v1, decode_v1_into, decode_v2_into, decompress_into, DecodeError, Limits, WriteRequest,
 };
@@ -58,8 +59,8 @@ fn throughputs(v: Version, f: &Fixture) -> [(&'static str, Throughput); 2] {
 }
 
 /// `snap` decompression into a reused buffer; throughput in decompressed bytes.
-fn decompress(c: &mut Criterion, fixtures: &[Fixture]) {
-    let mut g = c.benchmark_group("decompress");
+fn decompress<M: Measurement>(c: &mut Criterion<M>, fixtures: &[Fixture]) {
+    let mut g = group(c, "decompress");
     let limits = Limits::default();
     for f in fixtures {
         for v in [Version::V1, Version::V2] {
@@ -78,8 +79,8 @@ fn decompress(c: &mut Criterion, fixtures: &[Fixture]) {
 
 /// Protobuf decoding of a decompressed body into a reused `WriteRequest` (labels sorted and
 /// validated, strings borrowed).
-fn decode(c: &mut Criterion, fixtures: &[Fixture], v: Version) {
-    let mut g = c.benchmark_group(format!("decode_{}", v.name()));
+fn decode<M: Measurement>(c: &mut Criterion<M>, fixtures: &[Fixture], v: Version) {
+    let mut g = group(c, &format!("decode_{}", v.name()));
     for f in fixtures {
         let raw = v.raw(f);
         for (unit, t) in throughputs(v, f) {
@@ -99,8 +100,8 @@ fn decode(c: &mut Criterion, fixtures: &[Fixture], v: Version) {
 /// What the server does with a body: bounded decompression, then decode and validate, with
 /// the decompression buffer and the request's vectors reused across requests
 /// (`WriteRequest::recycle`).
-fn body_to_request(c: &mut Criterion, fixtures: &[Fixture]) {
-    let mut g = c.benchmark_group("body_to_request");
+fn body_to_request<M: Measurement>(c: &mut Criterion<M>, fixtures: &[Fixture]) {
+    let mut g = group(c, "body_to_request");
     let limits = Limits::default();
     for f in fixtures {
         for v in [Version::V1, Version::V2] {
@@ -138,7 +139,7 @@ fn body_to_request(c: &mut Criterion, fixtures: &[Fixture]) {
     g.finish();
 }
 
-fn benches(c: &mut Criterion) {
+fn benches<M: Measurement>(c: &mut Criterion<M>) {
     let fixtures = fixtures();
     decompress(c, &fixtures);
     decode(c, &fixtures, Version::V1);
@@ -146,9 +147,6 @@ fn benches(c: &mut Criterion) {
     body_to_request(c, &fixtures);
 }
 
-criterion_group! {
-    name = remote_write;
-    config = config();
-    targets = benches
+fn main() {
+    common::run(benches, benches);
 }
-criterion_main!(remote_write);

@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use criterion::Criterion;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use ringest::remote_write::{
     decode_v1, decompress_into, Label, Limits, Sample, Series, V2Encoder, WriteRequest,
 };
@@ -26,6 +27,79 @@ pub fn config() -> Criterion {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20)
+}
+
+/// Whether `RINGEST_BENCH_CPU=1` asks single-threaded benches to measure [`ThreadCpuTime`].
+pub fn cpu_time() -> bool {
+    std::env::var("RINGEST_BENCH_CPU").is_ok_and(|v| v == "1")
+}
+
+/// Runs `benches` like `criterion_group!` + `criterion_main!`, timing wall-clock time or, with
+/// `RINGEST_BENCH_CPU=1`, the bench thread's CPU time.
+pub fn run(benches: fn(&mut Criterion<WallTime>), cpu_benches: fn(&mut Criterion<ThreadCpuTime>)) {
+    if cpu_time() {
+        let mut c = config()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args();
+        cpu_benches(&mut c);
+    } else {
+        let mut c = config().configure_from_args();
+        benches(&mut c);
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
+
+/// A benchmark group; with [`ThreadCpuTime`] every sample runs the same number of iterations
+/// (`SamplingMode::Flat`), so that none is short enough for the tick-sized lag to matter.
+pub fn group<'a, M: Measurement>(c: &'a mut Criterion<M>, name: &str) -> BenchmarkGroup<'a, M> {
+    let mut g = c.benchmark_group(name);
+    if cpu_time() {
+        g.sampling_mode(SamplingMode::Flat);
+    }
+    g
+}
+
+/// CPU time of the bench thread, from `/proc/thread-self/schedstat` (Linux; the kernel updates it
+/// at every context switch and scheduler tick, so each reading may lag by one tick, 4 ms here).
+///
+/// Time the thread spends waiting for a CPU that other processes hold is not counted, so on a
+/// loaded machine this gives per-core figures where wall-clock time gives fractions of a core.
+/// Only for single-threaded benches: other threads' work is not counted either.
+pub struct ThreadCpuTime;
+
+/// Wall-clock measurement whose nanosecond formatter [`ThreadCpuTime`] reuses.
+static WALL: WallTime = WallTime;
+
+/// Nanoseconds the calling thread has run on a CPU.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("reading /proc/thread-self/schedstat")
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = Duration;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> Duration {
+        Duration::from_nanos(thread_cpu_ns().saturating_sub(start))
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
 }
 
 /// One captured request, in both protocol versions.
