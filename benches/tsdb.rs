@@ -18,7 +18,7 @@ use ringest::remote_write::{Series, WriteRequest};
 use ringest::tsdb::chunkenc::{iter_bytes, XorChunk};
 use ringest::tsdb::db::{Db, DbOptions};
 use ringest::tsdb::head::{Head, HeadOptions, MemSeries};
-use ringest::tsdb::labels::hash_pairs;
+use ringest::tsdb::labels::{pack_pairs, packed_hash};
 use ringest::tsdb::record::{encode_samples, encode_series, RefSample};
 use ringest::tsdb::wlog::{Wal, WalOptions};
 
@@ -59,10 +59,10 @@ fn value(base: f64, i: usize, step: i64) -> f64 {
 
 /// Appends one sample to every series through the head's own path (hash once, find or create
 /// in the striped map, lock the series, apply Prometheus's append rules).
-fn head_append(head: &Head, series: &[OwnedSeries], t: i64, step: i64, buf: &mut Vec<u8>) {
+fn head_append(head: &Head, series: &[OwnedSeries], t: i64, step: i64, buf: &mut String) {
     for (i, s) in series.iter().enumerate() {
-        let hash = hash_pairs(s.pairs(), buf);
-        let (ms, _) = head.get_or_create(hash, s.pairs());
+        pack_pairs(s.pairs(), buf);
+        let (ms, _) = head.get_or_create(packed_hash(buf), buf);
         let mut d = ms.lock();
         let v = value(s.samples[0].1, i, step);
         head.append_sample(&mut d, t, v, i64::MIN, i64::MAX)
@@ -78,7 +78,7 @@ fn head(c: &mut Criterion, base: &[OwnedSeries]) {
 
     // Every series is new: creation, label interning and both stripe maps.
     g.bench_function("new_series", |b| {
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         b.iter_batched(
             || Head::new(HeadOptions::default()),
             |head| {
@@ -92,7 +92,7 @@ fn head(c: &mut Criterion, base: &[OwnedSeries]) {
     // Every series exists: hash, lookup, lock, append (what `Db::append` does per series).
     g.bench_function("existing_series", |b| {
         let head = Head::new(HeadOptions::default());
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         let mut step = 0;
         head_append(&head, &series, t0, step, &mut buf);
         b.iter(|| {
@@ -104,14 +104,14 @@ fn head(c: &mut Criterion, base: &[OwnedSeries]) {
     // Series already resolved: only the per-series lock and the XOR append.
     g.bench_function("existing_series_resolved", |b| {
         let head = Head::new(HeadOptions::default());
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         let mut step = 0;
         head_append(&head, &series, t0, step, &mut buf);
         let resolved: Vec<(std::sync::Arc<MemSeries>, f64)> = series
             .iter()
             .map(|s| {
-                let hash = hash_pairs(s.pairs(), &mut buf);
-                (head.get_or_create(hash, s.pairs()).0, s.samples[0].1)
+                pack_pairs(s.pairs(), &mut buf);
+                (head.get_or_create(packed_hash(&buf), &buf).0, s.samples[0].1)
             })
             .collect();
         b.iter(|| {
