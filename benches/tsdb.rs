@@ -111,7 +111,10 @@ fn head(c: &mut Criterion, base: &[OwnedSeries]) {
             .iter()
             .map(|s| {
                 pack_pairs(s.pairs(), &mut buf);
-                (head.get_or_create(packed_hash(&buf), &buf).0, s.samples[0].1)
+                (
+                    head.get_or_create(packed_hash(&buf), &buf).0,
+                    s.samples[0].1,
+                )
             })
             .collect();
         b.iter(|| {

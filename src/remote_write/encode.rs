@@ -60,16 +60,39 @@ fn put_samples(out: &mut Vec<u8>, samples: &[Sample]) {
     }
 }
 
-/// Appends one field-1 `TimeSeries` submessage (1.0 `WriteRequest` and `thanos.WriteRequest` share it).
-pub fn encode_timeseries(labels: &[Label<'_>], samples: &[Sample], out: &mut Vec<u8>) {
-    let body: usize = labels
+/// Size of a `TimeSeries` message body; what [`encode_timeseries_sized`] takes.
+#[inline]
+pub fn timeseries_body_len(labels: &[Label<'_>], samples: &[Sample]) -> usize {
+    labels
         .iter()
         .map(|l| len_field_size(label_size(l)))
         .chain(samples.iter().map(|s| len_field_size(sample_size(s))))
-        .sum();
+        .sum()
+}
+
+/// Bytes [`encode_timeseries`] appends for a body of `body_len` bytes (key and length included).
+#[inline]
+pub fn timeseries_field_len(body_len: usize) -> usize {
+    len_field_size(body_len)
+}
+
+/// Appends one field-1 `TimeSeries` submessage (1.0 `WriteRequest` and `thanos.WriteRequest` share it).
+pub fn encode_timeseries(labels: &[Label<'_>], samples: &[Sample], out: &mut Vec<u8>) {
+    let body = timeseries_body_len(labels, samples);
     out.reserve(len_field_size(body));
+    encode_timeseries_sized(labels, samples, body, out);
+}
+
+/// [`encode_timeseries`] with the body size already known ([`timeseries_body_len`]), so a caller
+/// that sends one series to several peers sizes it once.
+pub fn encode_timeseries_sized(
+    labels: &[Label<'_>],
+    samples: &[Sample],
+    body_len: usize,
+    out: &mut Vec<u8>,
+) {
     put_key(out, 1, LEN);
-    put_varint(out, body as u64);
+    put_varint(out, body_len as u64);
     for l in labels {
         put_key(out, 1, LEN);
         put_varint(out, label_size(l) as u64);
@@ -81,6 +104,17 @@ pub fn encode_timeseries(labels: &[Label<'_>], samples: &[Sample], out: &mut Vec
         }
     }
     put_samples(out, samples);
+}
+
+/// Appends the `tenant` and `replica` fields that close a `thanos.WriteRequest`.
+pub fn encode_thanos_trailer(tenant: &str, replica: i64, out: &mut Vec<u8>) {
+    if !tenant.is_empty() {
+        put_bytes(out, 2, tenant.as_bytes());
+    }
+    if replica != 0 {
+        put_key(out, 3, VARINT);
+        put_varint(out, replica as u64);
+    }
 }
 
 /// Appends a remote write 1.0 `prometheus.WriteRequest` holding the given series of `req`.
@@ -103,13 +137,7 @@ pub fn encode_thanos_write<'s>(
     out: &mut Vec<u8>,
 ) {
     encode_v1(req, series, out);
-    if !tenant.is_empty() {
-        put_bytes(out, 2, tenant.as_bytes());
-    }
-    if replica != 0 {
-        put_key(out, 3, VARINT);
-        put_varint(out, replica as u64);
-    }
+    encode_thanos_trailer(tenant, replica, out);
 }
 
 /// Builds a remote write 2.0 `io.prometheus.write.v2.Request`, interning every string once.

@@ -37,7 +37,10 @@ mod tests;
 
 use std::ops::Range;
 
-pub use encode::{encode_thanos_write, encode_timeseries, encode_v1, encode_v2, V2Encoder};
+pub use encode::{
+    encode_thanos_trailer, encode_thanos_write, encode_timeseries, encode_timeseries_sized,
+    encode_v1, encode_v2, timeseries_body_len, timeseries_field_len, V2Encoder,
+};
 pub use error::{DecodeError, ErrorKind, InvalidReason};
 pub use negotiate::{decompress_into, negotiate, Limits};
 pub use v1::{

@@ -1363,3 +1363,21 @@ fn thanos_tenant_tuples_split_into_decodable_batches() {
     assert!(thanos_tenant_batches(&classic).unwrap().is_empty());
     assert!(thanos_tenant_batches(&[0x20, 0x01]).is_err());
 }
+
+#[test]
+fn sized_encoding_equals_encode_thanos_write() {
+    let body = sample_v1_request().encode_to_vec();
+    let req = decode_v1(&body).unwrap();
+    let mut want = Vec::new();
+    encode_thanos_write(&req, req.series.iter(), "tenant-a", 1, &mut want);
+    let mut got = Vec::new();
+    for s in &req.series {
+        let (labels, samples) = (req.series_labels(s), req.series_samples(s));
+        let len = timeseries_body_len(labels, samples);
+        let before = got.len();
+        encode_timeseries_sized(labels, samples, len, &mut got);
+        assert_eq!(got.len() - before, timeseries_field_len(len));
+    }
+    encode_thanos_trailer("tenant-a", 1, &mut got);
+    assert_eq!(got, want);
+}

@@ -17,7 +17,10 @@ use tonic::{Code, Status};
 
 use crate::grpc::PeerClient;
 use crate::ingest::{IngestError, Ingestor};
-use crate::remote_write::{encode_thanos_write, Series, WriteRequest};
+use crate::remote_write::{
+    encode_thanos_trailer, encode_timeseries_sized, timeseries_body_len, timeseries_field_len,
+    Series, WriteRequest,
+};
 use quorum::{request_cause, series_outcome, ReplicaError};
 use ring::RingHandle;
 
@@ -184,10 +187,16 @@ impl Router {
             }
         }
 
+        // Each series goes to RF peers: size its message once, and each peer's body exactly.
+        let body_lens: Vec<usize> = req
+            .series
+            .iter()
+            .map(|s| timeseries_body_len(req.series_labels(s), req.series_samples(s)))
+            .collect();
         let sends = endpoints
             .iter()
             .zip(&batches)
-            .map(|(ep, idxs)| self.send(tenant, req, ep, idxs));
+            .map(|(ep, idxs)| self.send(tenant, req, &body_lens, ep, idxs));
         let results = futures::future::join_all(sends).await;
 
         let mut causes = Vec::new();
@@ -225,6 +234,7 @@ impl Router {
         &self,
         tenant: &str,
         req: &WriteRequest<'_>,
+        body_lens: &[usize],
         endpoint: &str,
         idxs: &[u32],
     ) -> Result<(), (ReplicaError, String)> {
@@ -248,14 +258,17 @@ impl Router {
                 )),
             };
         }
-        let mut body = Vec::new();
-        encode_thanos_write(
-            req,
-            idxs.iter().map(|&i| &req.series[i as usize]),
-            tenant,
-            1,
-            &mut body,
-        );
+        let size: usize = idxs
+            .iter()
+            .map(|&i| timeseries_field_len(body_lens[i as usize]))
+            .sum();
+        let mut body = Vec::with_capacity(size + tenant.len() + 16);
+        for &i in idxs {
+            let s = &req.series[i as usize];
+            let (labels, samples) = (req.series_labels(s), req.series_samples(s));
+            encode_timeseries_sized(labels, samples, body_lens[i as usize], &mut body);
+        }
+        encode_thanos_trailer(tenant, 1, &mut body);
         let result = match self.peers.get(endpoint) {
             Ok(client) => {
                 client

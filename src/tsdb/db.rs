@@ -465,7 +465,10 @@ impl Db {
         if !new_series.is_empty() {
             let mut buf = st.pool.pop().unwrap_or_default();
             buf.clear();
-            encode_series(new_series.iter().map(|s| (s.r#ref, s.labels.iter())), &mut buf);
+            encode_series(
+                new_series.iter().map(|s| (s.r#ref, s.labels.iter())),
+                &mut buf,
+            );
             st.queue.push(buf);
             st.last_seq += 1;
         }
