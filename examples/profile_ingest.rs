@@ -99,11 +99,12 @@ fn main() {
         bytes as f64 / (1 << 20) as f64
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let ingestor = Arc::new(Ingestor::new(
-        dir.path().to_path_buf(),
-        DbOptions::default(),
-    ));
+    // RINGEST_PROFILE_DIR keeps the data (e.g. to profile WAL replay with `profile_replay`).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("RINGEST_PROFILE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let ingestor = Arc::new(Ingestor::new(dir, DbOptions::default()));
     ingestor.replay().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(writers)

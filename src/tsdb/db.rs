@@ -714,7 +714,13 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                 }
                 for s in series {
                     // A ref whose labels already exist under another ref becomes an alias.
-                    let labels = Labels::from_pairs(s.labels.iter().copied());
+                    // Records we (and Prometheus) write hold sorted, unique names: skip the sort.
+                    let sorted = s.labels.windows(2).all(|w| w[0].0 < w[1].0);
+                    let labels = if sorted {
+                        Labels::from_sorted(s.labels.iter().copied())
+                    } else {
+                        Labels::from_pairs(s.labels.iter().copied())
+                    };
                     let (ms, created) = head.create_with_ref(s.r#ref, labels);
                     ms.lock().logged = true;
                     st.series += u64::from(created);
