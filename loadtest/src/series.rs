@@ -653,15 +653,9 @@ impl Shard {
     }
 
     fn build_v1(&mut self, n: usize, step: i64, body: &mut Vec<u8>) {
-        let len = self.slots.len();
         for _ in 0..n {
-            if self.pos == len {
-                self.pos = 0;
-                self.round_ts += step;
-            }
-            let ts = self.round_ts;
-            let slot = &mut self.slots[self.pos];
-            let value = Self::next_value(slot, &mut self.rng);
+            let (ts, value) = self.next_sample(step);
+            let slot = &self.slots[self.pos];
             let sample_len = 1 + 8 + 1 + varint_len(ts as u64);
             let series_len = slot.v1_labels.len() + 2 + sample_len;
             body.push(0x0a);
@@ -677,8 +671,18 @@ impl Shard {
         }
     }
 
+    /// Moves to the next series of the round (starting a new round, `step` later, after the last)
+    /// and draws its next value; the series is `self.slots[self.pos]`.
+    fn next_sample(&mut self, step: i64) -> (i64, f64) {
+        if self.pos == self.slots.len() {
+            self.pos = 0;
+            self.round_ts += step;
+        }
+        let value = Self::next_value(&mut self.slots[self.pos], &mut self.rng);
+        (self.round_ts, value)
+    }
+
     fn build_v2(&mut self, n: usize, step: i64, body: &mut Vec<u8>) {
-        let len = self.slots.len();
         let symbols = self.interner.strings.len();
         if self.ref_epoch.len() < symbols {
             self.ref_epoch.resize(symbols, 0);
@@ -696,13 +700,8 @@ impl Shard {
         self.ref_of[0] = 0;
         self.req_symbols.push(0);
         for _ in 0..n {
-            if self.pos == len {
-                self.pos = 0;
-                self.round_ts += step;
-            }
-            let ts = self.round_ts;
-            let slot = &mut self.slots[self.pos];
-            let value = Self::next_value(slot, &mut self.rng);
+            let (ts, value) = self.next_sample(step);
+            let slot = &self.slots[self.pos];
             self.refs_buf.clear();
             for &id in slot.v2_ids.iter() {
                 let id = id as usize;
