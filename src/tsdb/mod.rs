@@ -1,8 +1,11 @@
 //! Per-tenant TSDB: WAL, head, chunks.
 
+pub mod block;
 pub mod chunkenc;
+pub mod chunks;
 pub mod db;
 pub mod head;
+pub mod index;
 pub mod labels;
 pub mod matcher;
 pub mod record;
