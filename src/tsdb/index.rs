@@ -87,7 +87,8 @@ pub fn encode_index(series: &[(&Labels, Vec<IndexChunk>)]) -> Result<Vec<u8>, Bl
     buf.push(FORMAT_V2);
     let mut toc = Toc::default();
 
-    // Symbols: every name and value, plus "" (Prometheus's head lists the all-postings key's "").
+    // Symbols: every label name and value, plus "" (the name and value of the all-postings key):
+    // Prometheus's head lists it among its symbols, so the blocks it writes contain it.
     let mut syms: BTreeSet<&str> = BTreeSet::new();
     syms.insert("");
     for (ls, _) in series {
