@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::tsdb::chunks::{sync_dir, ChunkWriter};
+use crate::tsdb::chunks::{sync_dir, ChunkWriter, DEFAULT_MAX_SEGMENT_SIZE};
 use crate::tsdb::index::{write_index, IndexChunk};
 use crate::tsdb::labels::Labels;
 
@@ -224,7 +224,12 @@ struct ThanosJson<'a> {
     source: &'a str,
     segment_files: Vec<String>,
     files: Vec<FileJson>,
+    /// Go's `omitempty` never omits a struct: Thanos always writes `"index_stats": {}`.
+    index_stats: IndexStatsJson,
 }
+
+#[derive(Serialize)]
+struct IndexStatsJson {}
 
 #[derive(Serialize)]
 struct DownsampleJson {
@@ -309,6 +314,18 @@ pub fn write_block<'a>(
     series: impl IntoIterator<Item = BlockSeries<'a>>,
     thanos: Option<&ThanosMeta>,
 ) -> Result<Ulid, BlockError> {
+    write_block_segmented(dir, mint, maxt, series, thanos, DEFAULT_MAX_SEGMENT_SIZE)
+}
+
+/// [`write_block`] with chunk segment files cut past `max_segment_size` bytes (tests use small ones).
+pub(crate) fn write_block_segmented<'a>(
+    dir: &Path,
+    mint: i64,
+    maxt: i64,
+    series: impl IntoIterator<Item = BlockSeries<'a>>,
+    thanos: Option<&ThanosMeta>,
+    max_segment_size: u64,
+) -> Result<Ulid, BlockError> {
     if mint >= maxt {
         return Err(BlockError::InvalidRange { mint, maxt });
     }
@@ -332,12 +349,20 @@ pub fn write_block<'a>(
     std::fs::create_dir_all(dir).map_err(|e| BlockError::io(dir, e))?;
     let ulid = Ulid::generate();
     let tmp = dir.join(format!("{ulid}.tmp-for-creation"));
-    let result =
-        write_tmp_block(&tmp, ulid, mint, maxt, &series, num_samples, thanos).and_then(|()| {
-            let fin = dir.join(ulid.to_string());
-            std::fs::rename(&tmp, &fin).map_err(|e| BlockError::io(&fin, e))?;
-            sync_dir(dir)
-        });
+    let result = write_tmp_block(
+        &tmp,
+        ulid,
+        (mint, maxt),
+        &series,
+        num_samples,
+        thanos,
+        max_segment_size,
+    )
+    .and_then(|()| {
+        let fin = dir.join(ulid.to_string());
+        std::fs::rename(&tmp, &fin).map_err(|e| BlockError::io(&fin, e))?;
+        sync_dir(dir)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -347,17 +372,17 @@ pub fn write_block<'a>(
 fn write_tmp_block(
     tmp: &Path,
     ulid: Ulid,
-    mint: i64,
-    maxt: i64,
+    (mint, maxt): (i64, i64),
     series: &[BlockSeries<'_>],
     num_samples: u64,
     thanos: Option<&ThanosMeta>,
+    max_segment_size: u64,
 ) -> Result<(), BlockError> {
     if tmp.exists() {
         std::fs::remove_dir_all(tmp).map_err(|e| BlockError::io(tmp, e))?;
     }
     std::fs::create_dir_all(tmp).map_err(|e| BlockError::io(tmp, e))?;
-    let mut cw = ChunkWriter::new(&tmp.join("chunks"))?;
+    let mut cw = ChunkWriter::with_segment_size(&tmp.join("chunks"), max_segment_size)?;
     let mut entries = Vec::with_capacity(series.len());
     let mut num_chunks = 0u64;
     for s in series {
@@ -410,6 +435,7 @@ fn write_tmp_block(
                 source: &t.source,
                 segment_files,
                 files,
+                index_stats: IndexStatsJson {},
             })
         }
     };
@@ -642,7 +668,8 @@ mod tests {
                 {"rel_path": "meta.json"},
             ])
         );
-        assert_eq!(t.as_object().unwrap().len(), 5);
+        assert_eq!(t["index_stats"], serde_json::json!({}));
+        assert_eq!(t.as_object().unwrap().len(), 6);
 
         // Without Thanos: the Prometheus layout only.
         let ulid2 = write_block(dir.path(), BASE, BASE + RANGE, block_series(&d), None).unwrap();
@@ -744,14 +771,56 @@ mod tests {
 
     #[test]
     fn promtool_lists_analyzes_and_dumps_our_block() {
-        let d = data(1200);
-        let (samples, chunks) = samples_of(&d);
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("wal")).unwrap();
+        let segments = promtool_check(dir.path(), 1200, DEFAULT_MAX_SEGMENT_SIZE);
+        assert_eq!(segments, 1);
+    }
+
+    #[test]
+    fn promtool_reads_a_block_with_many_chunk_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = promtool_check(dir.path(), 200, 16 * 1024);
+        assert!(segments > 3, "{segments} segments");
+    }
+
+    /// Writes `n` series with `max_segment_size`, checks the block with promtool list, analyze and
+    /// dump (samples compared by bits) and meta.json's `files`; returns the number of segments.
+    fn promtool_check(dir: &Path, n: usize, max_segment_size: u64) -> usize {
+        let d = data(n);
+        let (samples, chunks) = samples_of(&d);
+        std::fs::create_dir(dir.join("wal")).unwrap();
         let th = thanos();
-        let ulid =
-            write_block(dir.path(), BASE, BASE + RANGE, block_series(&d), Some(&th)).unwrap();
-        let path = dir.path().to_str().unwrap();
+        let ulid = write_block_segmented(
+            dir,
+            BASE,
+            BASE + RANGE,
+            block_series(&d),
+            Some(&th),
+            max_segment_size,
+        )
+        .unwrap();
+        let bdir = dir.join(ulid.to_string());
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bdir.join("meta.json")).unwrap()).unwrap();
+        let files = meta["thanos"]["files"].as_array().unwrap();
+        let segs: Vec<String> = std::fs::read_dir(bdir.join("chunks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files.len(), segs.len() + 2);
+        assert_eq!(
+            meta["thanos"]["segment_files"].as_array().unwrap().len(),
+            segs.len()
+        );
+        for (i, f) in files.iter().take(segs.len()).enumerate() {
+            let rel = format!("chunks/{:06}", i + 1);
+            assert_eq!(f["rel_path"], rel);
+            assert_eq!(
+                f["size_bytes"],
+                std::fs::metadata(bdir.join(&rel)).unwrap().len()
+            );
+        }
+        let path = dir.to_str().unwrap();
         let u = ulid.to_string();
 
         let list = promtool(&["tsdb", "list", path]);
@@ -817,6 +886,7 @@ mod tests {
                 }
             }
         }
+        segs.len()
     }
 
     /// OpenMetrics escaping of a label value.
