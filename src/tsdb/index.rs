@@ -216,9 +216,13 @@ fn corrupt(m: impl Into<String>) -> BlockError {
 }
 
 fn be32(b: &[u8], at: usize) -> Result<u32, BlockError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| corrupt("index truncated"))
+    b.get(
+        at..at
+            .checked_add(4)
+            .ok_or_else(|| corrupt("index offset overflow"))?,
+    )
+    .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    .ok_or_else(|| corrupt("index truncated"))
 }
 
 /// Checks the `len | body | crc` section at `at` and returns the body's range.
@@ -234,8 +238,9 @@ fn section(b: &[u8], at: usize) -> Result<std::ops::Range<usize>, BlockError> {
 
 fn get_str<'a>(b: &'a [u8], pos: &mut usize) -> Result<&'a str, BlockError> {
     let n = get_uvarint(b, pos).ok_or_else(|| corrupt("bad string length"))? as usize;
-    let s = b
-        .get(*pos..*pos + n)
+    let s = pos
+        .checked_add(n)
+        .and_then(|end| b.get(*pos..end))
         .ok_or_else(|| corrupt("string truncated"))?;
     *pos += n;
     std::str::from_utf8(s).map_err(|_| corrupt("string not UTF-8"))
@@ -337,9 +342,9 @@ impl IndexReader {
         let mut pos = id as usize * 16;
         let len =
             get_uvarint(&self.b, &mut pos).ok_or_else(|| corrupt("bad series length"))? as usize;
-        let e = self
-            .b
-            .get(pos..pos + len)
+        let e = pos
+            .checked_add(len)
+            .and_then(|end| self.b.get(pos..end))
             .ok_or_else(|| corrupt("series truncated"))?;
         if crc32c::crc32c(e) != be32(&self.b, pos + len)? {
             return Err(corrupt(format!("series {id}: checksum mismatch")));
@@ -427,6 +432,33 @@ mod tests {
             keys,
             [("", ""), ("__name__", "up"), ("job", "a"), ("job", "b")]
         );
+    }
+
+    #[test]
+    fn corrupt_indexes_are_errors_not_panics() {
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let c = vec![IndexChunk {
+            mint: 1,
+            maxt: 2,
+            reference: 8,
+        }];
+        let good = encode_index(&[(&a, c)]).unwrap();
+        for cut in 0..good.len() {
+            assert!(IndexReader::from_bytes(good[..cut].to_vec()).is_err());
+        }
+        for i in 0..good.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[i] ^= x;
+                if let Ok(r) = IndexReader::from_bytes(b) {
+                    for id in 0..(good.len() / 16) as u32 {
+                        let _ = r.series(id);
+                    }
+                    let _ = r.postings("", "");
+                    let _ = r.postings("job", "a");
+                }
+            }
+        }
     }
 
     #[test]
