@@ -1034,5 +1034,12 @@ mod tests {
             serde_json::from_slice(&std::fs::read(ob.join("meta.json")).unwrap()).unwrap();
         assert_eq!(ometa["stats"], meta["stats"]);
         assert_eq!(ometa["compaction"]["level"], meta["compaction"]["level"]);
+        // Byte for byte the same meta.json as Prometheus's (MarshalIndent with tabs), ULID aside.
+        let theirs_text = std::fs::read_to_string(tb.join("meta.json")).unwrap();
+        let their_ulid = meta["ulid"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ob.join("meta.json")).unwrap(),
+            theirs_text.replace(their_ulid, &ulid.to_string())
+        );
     }
 }
