@@ -279,16 +279,29 @@ fn check_chunks(s: &BlockSeries<'_>, mint: i64, maxt: i64) -> Result<u64, BlockE
 }
 
 /// Encodes meta.json as Prometheus (`MarshalIndent(.., "", "\t")`) or, with a Thanos section, as Thanos
-/// (`json.Encoder` with a tab indent, hence a trailing newline).
+/// (`json.Encoder` with a tab indent, hence a trailing newline). Like Go, `<`, `>`, `&`, U+2028 and
+/// U+2029 are escaped (they can only occur inside strings, so escaping the output is safe).
 fn encode_meta(meta: &MetaJson<'_>) -> Result<Vec<u8>, BlockError> {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
     meta.serialize(&mut ser)?;
-    if meta.thanos.is_some() {
-        out.push(b'\n');
+    let text = String::from_utf8(out).map_err(|e| BlockError::Corrupt(e.to_string()))?;
+    let mut escaped = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        match c {
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            '\u{2028}' => escaped.push_str("\\u2028"),
+            '\u{2029}' => escaped.push_str("\\u2029"),
+            c => escaped.push(c),
+        }
     }
-    Ok(out)
+    if meta.thanos.is_some() {
+        escaped.push('\n');
+    }
+    Ok(escaped.into_bytes())
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), BlockError> {
@@ -669,6 +682,7 @@ mod tests {
             ])
         );
         assert_eq!(t["index_stats"], serde_json::json!({}));
+        assert!(raw.ends_with("}\n"));
         assert_eq!(t.as_object().unwrap().len(), 6);
 
         // Without Thanos: the Prometheus layout only.
@@ -677,6 +691,21 @@ mod tests {
             std::fs::read_to_string(dir.path().join(ulid2.to_string()).join("meta.json")).unwrap();
         let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert!(m.get("thanos").is_none());
+        assert!(raw.ends_with('}'));
+
+        // Go escapes <, > and & (and U+2028/9) in strings; parsing gives the labels back.
+        let mut odd = thanos();
+        odd.labels.insert("cluster".into(), "<a&b>\u{2028}é".into());
+        let ulid3 =
+            write_block(dir.path(), BASE, BASE + RANGE, block_series(&d), Some(&odd)).unwrap();
+        let raw =
+            std::fs::read_to_string(dir.path().join(ulid3.to_string()).join("meta.json")).unwrap();
+        assert!(
+            raw.contains(r#""cluster": "\u003ca\u0026b\u003e\u2028é","#),
+            "{raw}"
+        );
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(m["thanos"]["labels"]["cluster"], "<a&b>\u{2028}é");
         assert!(ulid2 > ulid);
     }
 
