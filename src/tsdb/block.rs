@@ -478,8 +478,8 @@ mod tests {
     use crate::tsdb::chunkenc::XorChunk;
     use crate::tsdb::chunks::ChunkReader;
     use crate::tsdb::index::IndexReader;
+    use crate::tsdb::testutil::{go_labels, parse_dump, promtool};
     use std::collections::HashMap;
-    use std::process::Command;
 
     const STALE: u64 = 0x7ff0_0000_0000_0002;
     /// Block start: a multiple of 2 h.
@@ -763,41 +763,6 @@ mod tests {
         assert!("8ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<Ulid>().is_err());
     }
 
-    fn promtool(args: &[&str]) -> String {
-        let out = Command::new("promtool").args(args).output().unwrap_or_else(|e| {
-            panic!("promtool not runnable ({e}): install Prometheus 2.42 with scripts/install-test-deps.sh")
-        });
-        assert!(
-            out.status.success(),
-            "promtool {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Go `strconv.Quote` for printable UTF-8 (what our test labels contain).
-    fn go_quote(s: &str) -> String {
-        let mut q = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' => q.push_str("\\\""),
-                '\\' => q.push_str("\\\\"),
-                c => q.push(c),
-            }
-        }
-        q.push('"');
-        q
-    }
-
-    fn go_labels(ls: &Labels) -> String {
-        let parts: Vec<String> = ls
-            .iter()
-            .map(|(n, v)| format!("{n}={}", go_quote(v)))
-            .collect();
-        format!("{{{}}}", parts.join(", "))
-    }
-
     #[test]
     fn promtool_lists_analyzes_and_dumps_our_block() {
         let dir = tempfile::tempdir().unwrap();
@@ -882,21 +847,7 @@ mod tests {
             &format!("--max-time={}", BASE + RANGE),
             path,
         ]);
-        let mut got: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
-        let mut lines = 0u64;
-        for line in dump.lines() {
-            let mut it = line.rsplitn(3, ' ');
-            let (ts, val, ls) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-            let v: f64 = match val {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|e| panic!("bad value {v:?}: {e}")),
-            };
-            got.entry(ls.to_string())
-                .or_default()
-                .push((ts.parse().unwrap(), v.to_bits()));
-            lines += 1;
-        }
+        let (got, lines) = parse_dump(&dump);
         assert_eq!(lines, samples);
         assert_eq!(got.len(), want.len());
         for (ls, w) in &want {

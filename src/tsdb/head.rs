@@ -248,6 +248,31 @@ impl SeriesData {
         out
     }
 
+    /// Copies of the non-empty chunks (closed and open) whose first sample is in `[mint, maxt)`.
+    fn chunks_in_range(&self, mint: i64, maxt: i64) -> Vec<OwnedChunk> {
+        let inr = |t: i64| t >= mint && t < maxt;
+        let mut out: Vec<OwnedChunk> = self
+            .closed
+            .iter()
+            .filter(|c| inr(c.mint))
+            .map(|c| OwnedChunk {
+                mint: c.mint,
+                maxt: c.maxt,
+                data: c.data.to_vec(),
+            })
+            .collect();
+        if let Some(c) = &self.head {
+            if c.chunk.num_samples() > 0 && inr(c.mint) {
+                out.push(OwnedChunk {
+                    mint: c.mint,
+                    maxt: c.maxt,
+                    data: c.chunk.bytes().to_vec(),
+                });
+            }
+        }
+        out
+    }
+
     /// Pushes the samples with `mint <= t <= maxt` onto `out`.
     fn collect(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
         let keep = |(t, _): &(i64, f64)| *t >= mint && *t <= maxt;
@@ -623,6 +648,44 @@ impl Head {
         }
         out
     }
+
+    /// Every series that has chunks whose first sample is in `[mint, maxt)`, with copies of them.
+    ///
+    /// Chunks never cross a multiple of the chunk range, so for `[mint, maxt)` on range
+    /// boundaries this is exactly the chunks of that block range. Bytes are copied out under
+    /// each series' lock (one `Vec<u8>` per chunk; borrowing would hold the locks while writing).
+    pub fn chunks_in_range(&self, mint: i64, maxt: i64) -> Vec<HeadSeriesChunks> {
+        let mut out = Vec::new();
+        for stripe in self.by_ref.iter() {
+            let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
+            for s in series {
+                let chunks = s.lock().chunks_in_range(mint, maxt);
+                if !chunks.is_empty() {
+                    out.push(HeadSeriesChunks { series: s, chunks });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One series' chunks copied out of the head by [`Head::chunks_in_range`].
+pub struct HeadSeriesChunks {
+    /// The series (for its labels and ref).
+    pub series: Arc<MemSeries>,
+    /// Its chunks in the range, oldest first.
+    pub chunks: Vec<OwnedChunk>,
+}
+
+/// A copy of one XOR chunk: first and last (inclusive) sample timestamps and its bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedChunk {
+    /// Timestamp of the first sample.
+    pub mint: i64,
+    /// Timestamp of the last sample (inclusive).
+    pub maxt: i64,
+    /// XOR chunk bytes.
+    pub data: Vec<u8>,
 }
 
 /// Refs in a stripe that may match: the intersection of the postings of every non-empty

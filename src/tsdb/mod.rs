@@ -9,4 +9,6 @@ pub mod index;
 pub mod labels;
 pub mod matcher;
 pub mod record;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod wlog;
