@@ -861,6 +861,49 @@ mod tests {
     }
 
     #[test]
+    fn chunks_in_range_split_at_range_boundaries() {
+        let head = Head::new(HeadOptions::default());
+        let range = head.options().chunk_range;
+        let a = series(&head, &[("__name__", "a")]);
+        let b = series(&head, &[("__name__", "b")]);
+        // a: 15 s samples over two ranges (closed chunks in both, open chunk in the second);
+        // b: samples in the second range only.
+        let mut want_a = Vec::new();
+        let mut t = range;
+        while t < 3 * range {
+            a.lock().append(t, t as f64, head.options()).unwrap();
+            want_a.push((t, t as f64));
+            t += 15_000;
+        }
+        b.lock().append(2 * range + 5, 1.0, head.options()).unwrap();
+        let samples = |cs: &[OwnedChunk]| -> Vec<(i64, f64)> {
+            cs.iter().flat_map(|c| iter_bytes(&c.data)).collect()
+        };
+        let first = head.chunks_in_range(range, 2 * range);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].series.r#ref, a.r#ref);
+        assert!(first[0].chunks.len() > 1);
+        let (lo, hi) = want_a.split_at(want_a.len() / 2);
+        assert_eq!(samples(&first[0].chunks), lo);
+        for c in &first[0].chunks {
+            assert!(c.mint >= range && c.maxt < 2 * range, "{c:?}");
+            let s: Vec<_> = iter_bytes(&c.data).collect();
+            assert_eq!((s[0].0, s[s.len() - 1].0), (c.mint, c.maxt));
+        }
+        let mut second = head.chunks_in_range(2 * range, 3 * range);
+        second.sort_by_key(|s| s.series.r#ref);
+        assert_eq!(second.len(), 2);
+        // The open head chunk is included.
+        assert_eq!(
+            second[0].chunks.last().unwrap().maxt,
+            want_a.last().unwrap().0
+        );
+        assert_eq!(samples(&second[0].chunks), hi);
+        assert_eq!(samples(&second[1].chunks), vec![(2 * range + 5, 1.0)]);
+        assert!(head.chunks_in_range(0, range).is_empty());
+    }
+
+    #[test]
     fn refs_increase_and_lookup_by_ref() {
         let head = Head::new(HeadOptions::default());
         let a = series(&head, &[("__name__", "a")]);
