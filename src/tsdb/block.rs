@@ -478,7 +478,7 @@ mod tests {
     use crate::tsdb::chunkenc::XorChunk;
     use crate::tsdb::chunks::ChunkReader;
     use crate::tsdb::index::IndexReader;
-    use crate::tsdb::testutil::{go_labels, parse_dump, promtool};
+    use crate::tsdb::testutil::{assert_dump_eq, go_labels, parse_dump, promtool};
     use std::collections::HashMap;
 
     const STALE: u64 = 0x7ff0_0000_0000_0002;
@@ -849,23 +849,7 @@ mod tests {
         ]);
         let (got, lines) = parse_dump(&dump);
         assert_eq!(lines, samples);
-        assert_eq!(got.len(), want.len());
-        for (ls, w) in &want {
-            let g = got
-                .get(ls)
-                .unwrap_or_else(|| panic!("series {ls} missing from dump"));
-            assert_eq!(g.len(), w.len(), "{ls}");
-            for ((gt, gv), (wt, wv)) in g.iter().zip(w) {
-                assert_eq!(gt, wt, "{ls}");
-                let (gf, wf) = (f64::from_bits(*gv), f64::from_bits(*wv));
-                if wf.is_nan() {
-                    // promtool prints every NaN as "NaN"; its bits are checked by the round-trip test.
-                    assert!(gf.is_nan(), "{ls} @{wt}");
-                } else {
-                    assert_eq!(gv, wv, "{ls} @{wt}: {gf} != {wf}");
-                }
-            }
-        }
+        assert_dump_eq(&got, &want);
         segs.len()
     }
 

@@ -842,7 +842,7 @@ mod tests {
     use super::*;
     use crate::remote_write::{Label, Sample};
     use crate::tsdb::matcher::MatchType;
-    use crate::tsdb::testutil::{go_labels, parse_dump, promtool};
+    use crate::tsdb::testutil::{assert_dump_eq, go_labels, parse_dump, promtool};
 
     const STALE: u64 = 0x7ff0000000000002;
 
@@ -992,22 +992,7 @@ mod tests {
         ]);
         let (got, lines) = parse_dump(&dump);
         assert_eq!(lines, want_n);
-        assert_eq!(got.len(), want.len());
-        for (ls, w) in &want {
-            let g = got
-                .get(ls)
-                .unwrap_or_else(|| panic!("series {ls} missing from dump"));
-            assert_eq!(g.len(), w.len(), "{ls}");
-            for ((gt, gv), (wt, wv)) in g.iter().zip(w) {
-                assert_eq!(gt, wt, "{ls}");
-                if f64::from_bits(*wv).is_nan() {
-                    // promtool prints every NaN as "NaN"; chunk bytes keep the bits.
-                    assert!(f64::from_bits(*gv).is_nan(), "{ls} @{wt}");
-                } else {
-                    assert_eq!(gv, wv, "{ls} @{wt}");
-                }
-            }
-        }
+        assert_dump_eq(&got, &want);
         // The head is not truncated yet: both ranges are still readable.
         let total: usize = db
             .select(i64::MIN, i64::MAX, &[])

@@ -61,3 +61,28 @@ pub(crate) fn parse_dump(dump: &str) -> (HashMap<String, Vec<(i64, u64)>>, u64) 
     }
     (got, lines)
 }
+
+/// Asserts that parsed `promtool tsdb dump` output holds exactly `want` (series → `(ts, bits)`),
+/// values compared by bits except NaNs, which promtool prints alike (their bits are checked by
+/// the round-trip tests).
+pub(crate) fn assert_dump_eq(
+    got: &HashMap<String, Vec<(i64, u64)>>,
+    want: &HashMap<String, Vec<(i64, u64)>>,
+) {
+    assert_eq!(got.len(), want.len());
+    for (ls, w) in want {
+        let g = got
+            .get(ls)
+            .unwrap_or_else(|| panic!("series {ls} missing from dump"));
+        assert_eq!(g.len(), w.len(), "{ls}");
+        for ((gt, gv), (wt, wv)) in g.iter().zip(w) {
+            assert_eq!(gt, wt, "{ls}");
+            let (gf, wf) = (f64::from_bits(*gv), f64::from_bits(*wv));
+            if wf.is_nan() {
+                assert!(gf.is_nan(), "{ls} @{wt}");
+            } else {
+                assert_eq!(gv, wv, "{ls} @{wt}: {gf} != {wf}");
+            }
+        }
+    }
+}
