@@ -1,6 +1,7 @@
 //! Per-tenant TSDB: WAL, head, chunks.
 
 pub mod block;
+pub mod checkpoint;
 pub mod chunkenc;
 pub mod chunks;
 pub mod db;
