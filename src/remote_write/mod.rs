@@ -115,6 +115,9 @@ pub struct WriteRequest<'a> {
     pub tenant: Option<&'a str>,
     /// `thanos.WriteRequest` field 3 (gRPC path only), 0 otherwise.
     pub replica: i64,
+    /// `thanos.WriteRequest` field 4 entries seen (per-tenant batches, read with
+    /// [`thanos_tenant_batches`]); when non-zero, fields 1 and 2 are to be ignored, as Thanos does.
+    pub tenant_batches: u32,
 }
 
 impl<'a> WriteRequest<'a> {
@@ -155,6 +158,7 @@ impl<'a> WriteRequest<'a> {
         self.exemplars = 0;
         self.tenant = None;
         self.replica = 0;
+        self.tenant_batches = 0;
     }
 
     /// Empties the request and rebinds it to another buffer's lifetime, keeping allocations,
@@ -186,6 +190,7 @@ impl<'a> WriteRequest<'a> {
             exemplars: 0,
             tenant: None,
             replica: 0,
+            tenant_batches: 0,
         }
     }
 }

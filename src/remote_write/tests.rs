@@ -1345,6 +1345,11 @@ fn thanos_tenant_tuples_split_into_decodable_batches() {
     .encode_to_vec();
     let batches = thanos_tenant_batches(&body).unwrap();
     assert_eq!(batches.len(), 2);
+    let whole = decode_thanos_write(&body).unwrap();
+    assert_eq!(
+        (whole.tenant_batches, whole.series.len(), whole.tenant),
+        (2, 0, None)
+    );
     let a = decode_thanos_write(batches[0]).unwrap();
     assert_eq!(a.tenant, Some("team-a"));
     assert_eq!(a.series.len() + a.invalid.len(), series.len());
@@ -1361,6 +1366,7 @@ fn thanos_tenant_tuples_split_into_decodable_batches() {
     }
     .encode_to_vec();
     assert!(thanos_tenant_batches(&classic).unwrap().is_empty());
+    assert_eq!(decode_thanos_write(&classic).unwrap().tenant_batches, 0);
     assert!(thanos_tenant_batches(&[0x20, 0x01]).is_err());
 }
 

@@ -51,7 +51,12 @@ pub fn decode_thanos_write_into<'a>(
                 req.tenant = (!tenant.is_empty()).then_some(tenant);
             }
             (3, VARINT) => req.replica = r.varint()? as i64,
-            (f @ 1..=3, wt) => return Err(wrong_type("thanos.WriteRequest", f, wt)),
+            (4, LEN) => {
+                // Per-tenant batch: counted here, decoded by the caller ([`thanos_tenant_batches`]).
+                r.sub()?;
+                req.tenant_batches = req.tenant_batches.saturating_add(1);
+            }
+            (f @ 1..=4, wt) => return Err(wrong_type("thanos.WriteRequest", f, wt)),
             (_, wt) => r.skip(wt)?,
         }
     }

@@ -381,25 +381,27 @@ pub struct IngestGrpc {
 
 impl IngestGrpc {
     async fn write(ingestor: Arc<Ingestor>, body: Bytes) -> Result<(), Status> {
+        let decode =
+            |b| remote_write::decode_thanos_write(b).map_err(|e| status::decode_grpc_status(&e));
+        let req = decode(&body)?;
+        if req.tenant_batches == 0 {
+            // The classic form, decoded once.
+            return Self::write_request(&ingestor, req).await;
+        }
+        // Per-tenant batches (field 4) replace fields 1 and 2, as in Thanos. Every tenant is
+        // written even when an earlier one failed; the first error is reported.
         let batches = remote_write::thanos_tenant_batches(&body)
             .map_err(|e| status::decode_grpc_status(&e))?;
-        if batches.is_empty() {
-            return Self::write_batch(&ingestor, &body).await;
-        }
-        // Every tenant is written even when an earlier one failed, as Thanos does; the first
-        // error is reported.
         let mut first_err = None;
         for batch in batches {
-            if let Err(e) = Self::write_batch(&ingestor, batch).await {
+            if let Err(e) = Self::write_request(&ingestor, decode(batch)?).await {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    async fn write_batch(ingestor: &Ingestor, body: &[u8]) -> Result<(), Status> {
-        let req =
-            remote_write::decode_thanos_write(body).map_err(|e| status::decode_grpc_status(&e))?;
+    async fn write_request(ingestor: &Ingestor, req: WriteRequest<'_>) -> Result<(), Status> {
         let tenant = req
             .tenant
             .ok_or_else(|| Status::invalid_argument("replicated write without a tenant"))?;
