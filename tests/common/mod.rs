@@ -1267,6 +1267,27 @@ pub fn matrix_points(m: &[MatrixSeries]) -> BTreeMap<(Labels, i64), String> {
     out
 }
 
+/// Panics, naming a few missing and unexpected series, unless both lists hold the same series in
+/// the same order.
+fn assert_same_series(
+    what: &str,
+    (e_name, e): (&str, &[&Labels]),
+    (a_name, a): (&str, &[&Labels]),
+) {
+    if e == a {
+        return;
+    }
+    let es: HashSet<&Labels> = e.iter().copied().collect();
+    let as_: HashSet<&Labels> = a.iter().copied().collect();
+    let missing: Vec<_> = es.difference(&as_).take(5).collect();
+    let extra: Vec<_> = as_.difference(&es).take(5).collect();
+    panic!(
+        "{what}: series differ: {e_name} {} {a_name} {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        es.len(),
+        as_.len()
+    );
+}
+
 /// Asserts that two PromQL matrices are identical (labels, timestamps, value strings); returns the
 /// number of samples compared.
 pub fn assert_matrices_equal(
@@ -1276,17 +1297,7 @@ pub fn assert_matrices_equal(
 ) -> usize {
     let e: Vec<&Labels> = expected.iter().map(|s| &s.labels).collect();
     let a: Vec<&Labels> = actual.iter().map(|s| &s.labels).collect();
-    if e != a {
-        let es: HashSet<&Labels> = e.iter().copied().collect();
-        let as_: HashSet<&Labels> = a.iter().copied().collect();
-        let missing: Vec<_> = es.difference(&as_).take(5).collect();
-        let extra: Vec<_> = as_.difference(&es).take(5).collect();
-        panic!(
-            "{what}: series differ: expected {} actual {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
-            e.len(),
-            a.len()
-        );
-    }
+    assert_same_series(what, ("expected", &e), ("actual", &a));
     let mut n = 0;
     for (x, y) in expected.iter().zip(actual) {
         if x.values != y.values {
@@ -1336,17 +1347,7 @@ pub fn assert_read_matches_dump(
         read.iter().filter(|(_, s)| !s.is_empty()).collect();
     let dump_keys: Vec<&Labels> = by_series.keys().copied().collect();
     let read_keys: Vec<&Labels> = read_nonempty.keys().copied().collect();
-    if dump_keys != read_keys {
-        let d: HashSet<&Labels> = dump_keys.iter().copied().collect();
-        let r: HashSet<&Labels> = read_keys.iter().copied().collect();
-        let missing: Vec<_> = d.difference(&r).take(5).collect();
-        let extra: Vec<_> = r.difference(&d).take(5).collect();
-        panic!(
-            "{what}: series differ: promtool {} remote read {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
-            d.len(),
-            r.len()
-        );
-    }
+    assert_same_series(what, ("promtool", &dump_keys), ("remote read", &read_keys));
     let mut c = DumpComparison::default();
     let mut matrix_seen = 0usize;
     for (labels, ds) in &by_series {
