@@ -49,7 +49,12 @@
 
 use crate::remote_write::{Series, WriteRequest};
 use crate::tsdb::block::{write_block, BlockError, BlockSeries, ChunkMeta, ThanosMeta, Ulid};
-use crate::tsdb::head::{Head, HeadOptions, MemSeries, Rejection, SeriesSamples};
+use crate::tsdb::checkpoint::{
+    checkpoint, delete_checkpoints_before, delete_segments_before, last_checkpoint,
+};
+use crate::tsdb::head::{
+    range_for_timestamp, Head, HeadOptions, MemSeries, Rejection, SeriesSamples,
+};
 use crate::tsdb::labels::{pack_pairs, packed_hash, Labels};
 use crate::tsdb::matcher::Matcher;
 use crate::tsdb::record::{
@@ -80,6 +85,8 @@ pub struct DbOptions {
     pub wal_segment_size: usize,
     /// Snappy-compress WAL records.
     pub wal_compression: bool,
+    /// Thanos section written into the meta.json of every block (None: plain Prometheus meta).
+    pub thanos: Option<ThanosMeta>,
 }
 
 impl Default for DbOptions {
@@ -89,6 +96,7 @@ impl Default for DbOptions {
             too_far_in_future_ms: 600_000,
             wal_segment_size: 128 * 1024 * 1024,
             wal_compression: true,
+            thanos: None,
         }
     }
 }
@@ -110,6 +118,12 @@ pub enum TsdbError {
     /// The WAL thread could not be started or died.
     #[error("wal writer thread: {0}")]
     Thread(String),
+    /// A WAL checkpoint could not be read, written or cleaned up.
+    #[error("wal checkpoint: {0}")]
+    Checkpoint(String),
+    /// A block could not be written, read or deleted.
+    #[error(transparent)]
+    Block(#[from] BlockError),
 }
 
 /// What one `append` call did.
@@ -194,12 +208,17 @@ struct CommitState {
     pool: Vec<Vec<u8>>,
     /// Scratch for accepted samples.
     samples: Vec<RefSample>,
+    /// Segment cuts asked for by WAL truncation (a counter) and how many the thread has done.
+    cut_requested: u64,
+    cut_done: u64,
 }
 
 /// Shared between the Db and its WAL thread.
 struct Shared {
     state: Mutex<CommitState>,
     cv: Condvar,
+    /// Signalled when the WAL thread has cut a segment or exited.
+    cut_cv: Condvar,
     sync_tx: watch::Sender<SyncState>,
     fsyncs: AtomicU64,
     /// Test hook: sleep before each fsync so concurrent appends pile up.
@@ -218,6 +237,21 @@ pub struct Db {
     shared: Arc<Shared>,
     sync_rx: watch::Receiver<SyncState>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Held while cutting blocks, so one cut of this TSDB runs at a time.
+    compact_lock: Mutex<()>,
+}
+
+/// What one [`Db::compact`] or [`Db::flush`] did.
+#[derive(Clone, Debug, Default)]
+pub struct CompactStats {
+    /// Blocks written, oldest first.
+    pub blocks: Vec<Ulid>,
+    /// Chunks released from the head.
+    pub chunks_removed: usize,
+    /// Series released from the head.
+    pub series_removed: usize,
+    /// WAL segments folded into a checkpoint and deleted.
+    pub wal_segments_truncated: u64,
 }
 
 /// Counts from a WAL replay.
@@ -228,6 +262,10 @@ struct ReplayStats {
     samples: u64,
     skipped_samples: u64,
     unknown_refs: u64,
+    /// Samples below the min valid time (already in a block).
+    persisted_samples: u64,
+    /// Series left without samples after replay, released at once.
+    series_released: u64,
 }
 
 fn now_ms() -> i64 {
@@ -252,6 +290,12 @@ impl Db {
             chunk_range: opts.block_range_ms,
             ..HeadOptions::default()
         });
+        remove_unfinished_blocks(dir)?;
+        // Everything below the end of the newest block is persisted: the floor for appends,
+        // and WAL samples below it (a crash between a cut and the WAL truncation) are skipped.
+        if let Some(maxt) = local_blocks(dir)?.iter().map(|b| b.1).max() {
+            head.set_min_valid_time(maxt);
+        }
         let started = Instant::now();
         let st = replay(&head, &wal_dir)?;
         if st.records > 0 {
@@ -263,6 +307,8 @@ impl Db {
                 samples = st.samples,
                 skipped_samples = st.skipped_samples,
                 unknown_refs = st.unknown_refs,
+                persisted_samples = st.persisted_samples,
+                series_released = st.series_released,
                 seconds = secs,
                 samples_per_sec = (st.samples as f64 / secs.max(1e-9)) as u64,
                 "replayed WAL"
@@ -272,11 +318,25 @@ impl Db {
             segment_size: opts.wal_segment_size,
             compress: opts.wal_compression,
         };
-        let wal = Wal::open(&wal_dir, wal_opts.clone())?;
+        let cp = if wal_dir.exists() {
+            last_checkpoint(&wal_dir).map_err(|e| TsdbError::Checkpoint(e.to_string()))?
+        } else {
+            None
+        };
+        let wal = match cp {
+            Some((_, idx)) => {
+                // Segments the checkpoint covers were replayed from it; new ones go after it.
+                delete_segments_before(&wal_dir, idx + 1)
+                    .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+                Wal::open_from(&wal_dir, wal_opts.clone(), idx + 1)?
+            }
+            None => Wal::open(&wal_dir, wal_opts.clone())?,
+        };
         let (sync_tx, sync_rx) = watch::channel(SyncState::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(CommitState::default()),
             cv: Condvar::new(),
+            cut_cv: Condvar::new(),
             sync_tx,
             fsyncs: AtomicU64::new(0),
             sync_delay,
@@ -299,6 +359,7 @@ impl Db {
             shared,
             sync_rx,
             thread: Mutex::new(Some(thread)),
+            compact_lock: Mutex::new(()),
         })
     }
 
@@ -352,6 +413,154 @@ impl Db {
             Ok(ulid) => Ok(Some(ulid)),
             Err(BlockError::Empty) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Prometheus `Head.compactable`: the head spans more than 1.5 block ranges.
+    pub fn compactable(&self) -> bool {
+        let (min, max) = (self.head.min_time(), self.head.max_time());
+        min != i64::MAX
+            && max != i64::MIN
+            && max.saturating_sub(min) > self.opts.block_range_ms / 2 * 3
+    }
+
+    /// Cuts the head into blocks while it is compactable (Prometheus `DB.Compact` for the head):
+    /// each block is `[head min time, end of its block range)`; then the head releases what was
+    /// persisted and the WAL is checkpointed and truncated. Blocking; runs beside appends.
+    pub fn compact(&self) -> Result<CompactStats, TsdbError> {
+        let _cutting = self.compact_lock.lock();
+        let mut stats = CompactStats::default();
+        let mut persisted_until = None;
+        while self.compactable() {
+            let mint = self.head.min_time();
+            let maxt = range_for_timestamp(mint, self.opts.block_range_ms);
+            self.cut_range(mint, maxt, &mut stats)?;
+            persisted_until = Some(maxt);
+        }
+        if let Some(maxt) = persisted_until {
+            stats.wal_segments_truncated = self.truncate_wal(maxt)?;
+        }
+        Ok(stats)
+    }
+
+    /// Persists everything in the head as blocks (shutdown): ranges as [`Db::compact`] cuts them,
+    /// the last one ending just after the newest sample. Call after [`Db::close`]; the WAL is
+    /// then emptied, since everything it held is in blocks.
+    pub fn flush(&self) -> Result<CompactStats, TsdbError> {
+        let _cutting = self.compact_lock.lock();
+        let mut stats = CompactStats::default();
+        loop {
+            let (min, max) = (self.head.min_time(), self.head.max_time());
+            if min == i64::MAX || max == i64::MIN || min > max {
+                break;
+            }
+            let maxt =
+                range_for_timestamp(min, self.opts.block_range_ms).min(max.saturating_add(1));
+            self.cut_range(min, maxt, &mut stats)?;
+        }
+        let wal_dir = self.dir.join("wal");
+        if let Some((first, last)) = segments(&wal_dir)? {
+            // Oldest first, checkpoints last: a crash in between leaves a valid suffix.
+            delete_segments_before(&wal_dir, last + 1)
+                .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+            stats.wal_segments_truncated = last + 1 - first;
+        }
+        delete_checkpoints_before(&wal_dir, u64::MAX)
+            .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+        Ok(stats)
+    }
+
+    /// Writes `[mint, maxt)` of the head as a block, then truncates the head below `maxt`.
+    fn cut_range(&self, mint: i64, maxt: i64, stats: &mut CompactStats) -> Result<(), TsdbError> {
+        {
+            // Under the commit lock: every commit before this is in the head (and gets into
+            // the block); every commit after it sees the new floor.
+            let _commits = self.shared.state.lock();
+            self.head.set_min_valid_time(maxt);
+        }
+        let started = Instant::now();
+        let ulid = self.write_head_block(&self.dir, mint, maxt, self.opts.thanos.as_ref())?;
+        let t = self.head.truncate(maxt);
+        stats.chunks_removed += t.chunks_removed;
+        stats.series_removed += t.series_removed;
+        if let Some(ulid) = ulid {
+            tracing::info!(
+                dir = %self.dir.display(),
+                %ulid,
+                mint,
+                maxt,
+                chunks_released = t.chunks_removed,
+                series_released = t.series_removed,
+                seconds = started.elapsed().as_secs_f64(),
+                "cut block"
+            );
+            metrics::counter!("ringest_tsdb_blocks_cut_total").increment(1);
+            metrics::histogram!("ringest_tsdb_block_cut_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            stats.blocks.push(ulid);
+        }
+        Ok(())
+    }
+
+    /// Prometheus `Head.truncateWAL`: starts a new segment, checkpoints the older two thirds of
+    /// the segments (series still in the head, samples at or after `mint`) and deletes them.
+    /// Returns the number of segments deleted.
+    fn truncate_wal(&self, mint: i64) -> Result<u64, TsdbError> {
+        self.cut_wal_segment();
+        let wal_dir = self.dir.join("wal");
+        let Some((first, last)) = segments(&wal_dir)? else {
+            return Ok(0);
+        };
+        // Never the segment being written; keep the newest third (mostly samples still in the head).
+        let Some(last) = last.checked_sub(1) else {
+            return Ok(0);
+        };
+        let last = first + (last.saturating_sub(first)) * 2 / 3;
+        if last <= first {
+            return Ok(0);
+        }
+        let cp = |e: crate::tsdb::checkpoint::CheckpointError| TsdbError::Checkpoint(e.to_string());
+        let started = Instant::now();
+        let st = checkpoint(
+            &wal_dir,
+            first,
+            last,
+            |r| self.head.series_by_ref(r).is_some(),
+            mint,
+            self.opts.wal_compression,
+        )
+        .map_err(cp)?;
+        delete_segments_before(&wal_dir, last + 1).map_err(cp)?;
+        tracing::info!(
+            dir = %wal_dir.display(),
+            first,
+            last,
+            stats = ?st,
+            seconds = started.elapsed().as_secs_f64(),
+            "WAL checkpoint written, older segments deleted"
+        );
+        Ok(last + 1 - first)
+    }
+
+    /// Asks the WAL thread to start a new segment and waits until it has (or exited).
+    fn cut_wal_segment(&self) {
+        let mut st = self.shared.state.lock();
+        if st.closing {
+            return;
+        }
+        st.cut_requested += 1;
+        let want = st.cut_requested;
+        self.shared.cv.notify_one();
+        while st.cut_done < want && st.close_result.is_none() {
+            if self
+                .shared
+                .cut_cv
+                .wait_for(&mut st, Duration::from_secs(30))
+                .timed_out()
+            {
+                tracing::warn!(dir = %self.dir.display(), "WAL thread did not start a new segment in 30s");
+                return;
+            }
         }
     }
 
@@ -459,15 +668,28 @@ impl Db {
             self.shared.cv.notify_one();
             return Err(AppendError::Wal { message });
         }
+        // A cut raises the floor under this lock before persisting a range, so a request that
+        // computed its window earlier cannot slip a sample into a range already written.
+        let min_valid = min_valid.max(self.head.min_valid_time());
         let mut accepted = std::mem::take(&mut st.samples);
         accepted.clear();
-        let mut new_series: Vec<&MemSeries> = Vec::new();
+        let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
         for (s, samples) in resolved {
+            let mut s = s;
+            let mut fresh: Arc<MemSeries>;
             let mut d = s.lock();
+            while d.removed {
+                // Garbage-collected by a head truncation after this request resolved it.
+                drop(d);
+                let packed = s.labels.packed();
+                fresh = self.head.get_or_create(packed_hash(packed), packed).0;
+                s = &fresh;
+                d = s.lock();
+            }
             if !d.logged {
                 d.logged = true;
-                new_series.push(s);
+                new_series.push(s.clone());
             }
             for smp in samples.iter() {
                 let (t, v) = (smp.timestamp, smp.value);
@@ -570,15 +792,25 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
     let mut unsynced: Vec<Vec<u8>> = Vec::new();
     let mut broken = false;
     let mut last_attempt: Option<Instant> = None;
+    let mut cut_done = 0;
     loop {
         let (batch, target, closing) = {
             let mut st = sh.state.lock();
-            while st.queue.is_empty() && !st.closing && !(broken && st.poke) {
+            while st.queue.is_empty()
+                && !st.closing
+                && !(broken && st.poke)
+                && st.cut_requested == st.cut_done
+            {
                 sh.cv.wait(&mut st);
             }
             st.poke = false;
             (std::mem::take(&mut st.queue), st.last_seq, st.closing)
         };
+        if batch.is_empty() && !closing && (!broken || unsynced.is_empty()) {
+            // Woken for a segment cut only (or a poke with nothing to re-log).
+            serve_cut(wal.as_mut().filter(|_| !broken), &mut cut_done, &sh, &dir);
+            continue;
+        }
         if !sh.sync_delay.is_zero() {
             std::thread::sleep(sh.sync_delay);
         }
@@ -590,6 +822,7 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
                 // Too soon to retry: fail whoever raced in before `broken` was visible (their
                 // records stay in `unsynced` and are re-logged by the next recovery).
                 sh.sync_tx.send_modify(|s| s.failed = s.failed.max(target));
+                serve_cut(None, &mut cut_done, &sh, &dir);
                 continue;
             }
             last_attempt = Some(Instant::now());
@@ -640,6 +873,7 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
                 });
             }
         }
+        serve_cut(wal.as_mut().filter(|_| !broken), &mut cut_done, &sh, &dir);
         if closing && sh.state.lock().queue.is_empty() {
             let r = match wal.take() {
                 Some(w) if !broken => w.close().map_err(|e| e.to_string()),
@@ -650,9 +884,27 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
                 )),
             };
             sh.state.lock().close_result = Some(r);
+            sh.cut_cv.notify_all();
             return;
         }
     }
+}
+
+/// Serves pending segment-cut requests of WAL truncation: starts a new segment (skipped while the
+/// WAL is broken: recovery starts one anyway) and wakes the requesters.
+fn serve_cut(wal: Option<&mut Wal>, cut_done: &mut u64, sh: &Shared, dir: &Path) {
+    let want = sh.state.lock().cut_requested;
+    if want <= *cut_done {
+        return;
+    }
+    if let Some(w) = wal {
+        if let Err(e) = w.next_segment() {
+            tracing::warn!(dir = %dir.display(), error = %e, "starting a new WAL segment failed");
+        }
+    }
+    *cut_done = want;
+    sh.state.lock().cut_done = want;
+    sh.cut_cv.notify_all();
 }
 
 /// Test hook: writes `recs`, then cuts the segment inside the last record, then fails, which
@@ -706,46 +958,167 @@ fn recover<'a>(
     Ok(wal.insert(Wal::open(dir, opts.clone())?))
 }
 
-/// Replays `wal_dir` into `head`, repairing corruption at the reported offset.
-fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
-    let mut st = ReplayStats::default();
-    if !wal_dir.exists() || segments(wal_dir)?.is_none() {
-        return Ok(st);
+/// Deletes `<ULID>.tmp-for-creation` directories a crash left in the middle of a cut (the head
+/// still holds their samples, so the next cut writes them again).
+fn remove_unfinished_blocks(dir: &Path) -> Result<(), TsdbError> {
+    let io = |source| TsdbError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".tmp-for-creation") {
+            tracing::warn!(dir = %entry.path().display(), "removing a block left unfinished by a crash");
+            std::fs::remove_dir_all(entry.path()).map_err(io)?;
+        }
     }
-    let opts = head.options().clone();
-    let mut reader = Reader::open(wal_dir)?;
-    let mut samples: Vec<RefSample> = Vec::with_capacity(1024);
-    // Refs are dense (one counter), so a plain vector indexed by ref finds a series without
-    // hashing or locking; refs beyond `DENSE_REFS` use the map.
-    const DENSE_REFS: u64 = 1 << 26;
-    let mut dense: Vec<Option<Arc<MemSeries>>> = Vec::new();
-    let mut sparse: HashMap<u64, Arc<MemSeries>> = HashMap::new();
-    let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
-    let mut corrupt: Option<(u64, u64, String)> = None;
-    loop {
-        let start = (reader.segment(), reader.offset());
-        let rec = match reader.next() {
-            Ok(Some(rec)) => rec,
-            Ok(None) => break,
-            Err(WalError::Corruption {
+    Ok(())
+}
+
+/// `(ulid, maxTime)` of every finished block under `dir`.
+fn local_blocks(dir: &Path) -> Result<Vec<(Ulid, i64)>, TsdbError> {
+    let io = |source| TsdbError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let Some(ulid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Ulid>().ok())
+        else {
+            continue;
+        };
+        let meta = std::fs::read(entry.path().join("meta.json"))
+            .map_err(|e| BlockError::io(&entry.path().join("meta.json"), e))?;
+        let v: serde_json::Value = serde_json::from_slice(&meta)
+            .map_err(|e| BlockError::Corrupt(format!("{}: {e}", entry.path().display())))?;
+        let maxt = v["maxTime"].as_i64().ok_or_else(|| {
+            BlockError::Corrupt(format!(
+                "{}: meta.json has no maxTime",
+                entry.path().display()
+            ))
+        })?;
+        out.push((ulid, maxt));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Replays `wal_dir` into `head`: the last checkpoint, then the segments after it, repairing
+/// corruption in the segments at the reported offset. Samples below the head's min valid time
+/// (the end of the newest block on disk) are already persisted and are skipped.
+fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
+    let mut rp = Replayer::new(head);
+    if !wal_dir.exists() {
+        return Ok(rp.st);
+    }
+    let mut first_segment = None;
+    if let Some((dir, idx)) =
+        last_checkpoint(wal_dir).map_err(|e| TsdbError::Checkpoint(e.to_string()))?
+    {
+        let mut reader = Reader::open(&dir)?;
+        if let Some((segment, offset, reason)) = rp.run(&mut reader)? {
+            // A checkpoint is written whole and renamed into place, so damage here is not a
+            // torn tail: refuse to start rather than silently drop older series.
+            return Err(TsdbError::Checkpoint(format!(
+                "{} is corrupt at segment {segment} offset {offset}: {reason}",
+                dir.display()
+            )));
+        }
+        first_segment = Some(idx + 1);
+    }
+    if segments(wal_dir)?.is_some() {
+        let mut reader = Reader::open_range(wal_dir, first_segment, None)?;
+        let corrupt = rp.run(&mut reader)?;
+        drop(reader);
+        if let Some((segment, offset, reason)) = corrupt {
+            tracing::warn!(
+                dir = %wal_dir.display(),
                 segment,
                 offset,
-                reason,
-            }) => {
-                corrupt = Some((segment, offset, reason));
-                break;
+                reason = %reason,
+                "WAL corruption: keeping records before it, dropping the rest of segment {segment} and all later segments"
+            );
+            repair(wal_dir, segment, offset)?;
+        }
+    }
+    if rp.st.samples > 0 {
+        head.update_min_max_time(rp.mint, rp.maxt);
+    }
+    // Series whose every sample is already in a block (or that a checkpoint kept for a sample
+    // that was then persisted) hold nothing: release them now.
+    rp.st.series_released = head.truncate(head.min_valid_time()).series_removed as u64;
+    Ok(rp.st)
+}
+
+/// State of one replay: series by ref, reused decode buffers, counts.
+struct Replayer<'h> {
+    head: &'h Head,
+    opts: HeadOptions,
+    min_valid: i64,
+    samples: Vec<RefSample>,
+    dense: Vec<Option<Arc<MemSeries>>>,
+    sparse: HashMap<u64, Arc<MemSeries>>,
+    mint: i64,
+    maxt: i64,
+    st: ReplayStats,
+}
+
+/// Refs are dense (one counter), so a plain vector indexed by ref finds a series without
+/// hashing or locking; refs beyond this use the map.
+const DENSE_REFS: u64 = 1 << 26;
+
+impl<'h> Replayer<'h> {
+    fn new(head: &'h Head) -> Self {
+        Replayer {
+            head,
+            opts: head.options().clone(),
+            min_valid: head.min_valid_time(),
+            samples: Vec::with_capacity(1024),
+            dense: Vec::new(),
+            sparse: HashMap::new(),
+            mint: i64::MAX,
+            maxt: i64::MIN,
+            st: ReplayStats::default(),
+        }
+    }
+
+    /// Applies every record of `reader`; returns where the first corruption starts, if any.
+    fn run(&mut self, reader: &mut Reader) -> Result<Option<(u64, u64, String)>, TsdbError> {
+        loop {
+            let start = (reader.segment(), reader.offset());
+            let rec = match reader.next() {
+                Ok(Some(rec)) => rec,
+                Ok(None) => return Ok(None),
+                Err(WalError::Corruption {
+                    segment,
+                    offset,
+                    reason,
+                }) => return Ok(Some((segment, offset, reason))),
+                Err(e) => return Err(e.into()),
+            };
+            self.st.records += 1;
+            if let Err(reason) = self.apply(rec) {
+                // Repair from where this record starts (the previous record's end).
+                let here = if reader.segment() == start.0 {
+                    start
+                } else {
+                    (reader.segment(), 0)
+                };
+                return Ok(Some((here.0, here.1, reason)));
             }
-            Err(e) => return Err(e.into()),
-        };
-        st.records += 1;
-        let mut bad = None;
+        }
+    }
+
+    fn apply(&mut self, rec: &[u8]) -> Result<(), String> {
         match record_type(rec) {
             Some(SERIES) => {
                 let mut series = Vec::new();
-                if let Err(e) = decode_series_into(rec, &mut series) {
-                    bad = Some(format!("series record: {e}"));
-                    series.clear();
-                }
+                decode_series_into(rec, &mut series).map_err(|e| format!("series record: {e}"))?;
                 for s in series {
                     // A ref whose labels already exist under another ref becomes an alias.
                     // Records we (and Prometheus) write hold sorted, unique names: skip the sort.
@@ -755,26 +1128,25 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                     } else {
                         Labels::from_pairs(s.labels.iter().copied())
                     };
-                    let (ms, created) = head.create_with_ref(s.r#ref, labels);
+                    let (ms, created) = self.head.create_with_ref(s.r#ref, labels);
                     ms.lock().logged = true;
-                    st.series += u64::from(created);
+                    self.st.series += u64::from(created);
                     if s.r#ref < DENSE_REFS {
                         let i = s.r#ref as usize;
-                        if dense.len() <= i {
-                            dense.resize(i + 1, None);
+                        if self.dense.len() <= i {
+                            self.dense.resize(i + 1, None);
                         }
-                        dense[i] = Some(ms);
+                        self.dense[i] = Some(ms);
                     } else {
-                        sparse.insert(s.r#ref, ms);
+                        self.sparse.insert(s.r#ref, ms);
                     }
                 }
             }
             Some(SAMPLES) => {
-                samples.clear();
-                if let Err(e) = decode_samples_into(rec, &mut samples) {
-                    bad = Some(format!("samples record: {e}"));
-                    samples.clear();
-                }
+                self.samples.clear();
+                decode_samples_into(rec, &mut self.samples)
+                    .map_err(|e| format!("samples record: {e}"))?;
+                let samples = &self.samples;
                 let mut i = 0;
                 while i < samples.len() {
                     let r = samples[i].r#ref;
@@ -782,59 +1154,38 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbError> {
                     while j < samples.len() && samples[j].r#ref == r {
                         j += 1;
                     }
-                    let series = match dense.get(r as usize) {
+                    let series = match self.dense.get(r as usize) {
                         Some(Some(ms)) => Some(ms),
-                        _ => sparse.get(&r),
+                        _ => self.sparse.get(&r),
                     };
                     match series {
                         Some(ms) => {
                             let mut d = ms.lock();
                             for s in &samples[i..j] {
-                                match d.append(s.t, s.v, &opts) {
+                                if s.t < self.min_valid {
+                                    // Already in a block: cut before a crash truncated the WAL.
+                                    self.st.persisted_samples += 1;
+                                    continue;
+                                }
+                                match d.append(s.t, s.v, &self.opts) {
                                     Ok(true) => {
-                                        st.samples += 1;
-                                        mint = mint.min(s.t);
-                                        maxt = maxt.max(s.t);
+                                        self.st.samples += 1;
+                                        self.mint = self.mint.min(s.t);
+                                        self.maxt = self.maxt.max(s.t);
                                     }
-                                    _ => st.skipped_samples += 1,
+                                    _ => self.st.skipped_samples += 1,
                                 }
                             }
                         }
-                        None => {
-                            st.unknown_refs += (j - i) as u64;
-                        }
+                        None => self.st.unknown_refs += (j - i) as u64,
                     }
                     i = j;
                 }
             }
             _ => {}
         }
-        if let Some(reason) = bad {
-            // Repair from where this record starts (the previous record's end).
-            let here = if reader.segment() == start.0 {
-                start
-            } else {
-                (reader.segment(), 0)
-            };
-            corrupt = Some((here.0, here.1, reason));
-            break;
-        }
+        Ok(())
     }
-    drop(reader);
-    if let Some((segment, offset, reason)) = corrupt {
-        tracing::warn!(
-            dir = %wal_dir.display(),
-            segment,
-            offset,
-            reason = %reason,
-            "WAL corruption: keeping records before it, dropping the rest of segment {segment} and all later segments"
-        );
-        repair(wal_dir, segment, offset)?;
-    }
-    if st.samples > 0 {
-        head.update_min_max_time(mint, maxt);
-    }
-    Ok(st)
 }
 
 #[cfg(test)]
@@ -1001,6 +1352,357 @@ mod tests {
             .sum();
         assert_eq!(total, SERIES * STEPS);
         db.close().unwrap();
+    }
+
+    /// Copies the finished blocks of the TSDB at `db_dir` into a fresh directory and returns what
+    /// `promtool tsdb dump` prints for them (head and WAL left out), parsed.
+    fn dump_blocks(db_dir: &Path) -> (HashMap<String, Vec<(i64, u64)>>, u64) {
+        let out = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(out.path().join("wal")).unwrap(); // promtool 2.42 opens it
+        for (ulid, _) in local_blocks(db_dir).unwrap() {
+            let (src, dst) = (
+                db_dir.join(ulid.to_string()),
+                out.path().join(ulid.to_string()),
+            );
+            std::fs::create_dir_all(dst.join("chunks")).unwrap();
+            for f in ["meta.json", "index", "tombstones"] {
+                std::fs::copy(src.join(f), dst.join(f)).unwrap();
+            }
+            for e in std::fs::read_dir(src.join("chunks")).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), dst.join("chunks").join(e.file_name())).unwrap();
+            }
+        }
+        let dump = promtool(&[
+            "tsdb",
+            "dump",
+            &format!("--min-time={}", i64::MIN / 2),
+            &format!("--max-time={}", i64::MAX / 2),
+            out.path().to_str().unwrap(),
+        ]);
+        parse_dump(&dump)
+    }
+
+    /// Everything `db` holds in its head, keyed like [`dump_blocks`].
+    fn head_samples(db: &Db) -> HashMap<String, Vec<(i64, u64)>> {
+        db.select(i64::MIN, i64::MAX, &[])
+            .into_iter()
+            .map(|s| {
+                (
+                    go_labels(&s.labels),
+                    s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Merges per-series sample lists (blocks and head never overlap in time).
+    fn union(parts: &[&HashMap<String, Vec<(i64, u64)>>]) -> HashMap<String, Vec<(i64, u64)>> {
+        let mut out: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
+        for p in parts {
+            for (k, v) in p.iter() {
+                out.entry(k.clone()).or_default().extend(v);
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|x| x.0);
+        }
+        out
+    }
+
+    /// Writes `steps` samples a minute apart from `base` for `series` series (series `s` stops
+    /// after `stop(s)` steps), returning what was written, keyed like [`dump_blocks`].
+    async fn write_minutes(
+        db: &Db,
+        base: i64,
+        steps: std::ops::Range<usize>,
+        series: usize,
+        stop: impl Fn(usize) -> usize,
+        want: &mut HashMap<String, Vec<(i64, u64)>>,
+    ) {
+        let insts: Vec<String> = (0..series).map(|s| format!("host-{s}")).collect();
+        for step in steps {
+            let batch: Vec<TestSeries<'_>> = (0..series)
+                .filter(|&s| step < stop(s))
+                .map(|s| {
+                    let labels = vec![("__name__", "up"), ("instance", insts[s].as_str())];
+                    (
+                        labels,
+                        vec![(base + step as i64 * 60_000, block_value(s, step))],
+                    )
+                })
+                .collect();
+            write(db, &batch).await.unwrap();
+            for (labels, samples) in &batch {
+                let ls = Labels::from_pairs(labels.iter().copied());
+                let e = want.entry(go_labels(&ls)).or_default();
+                e.extend(samples.iter().map(|&(t, v)| (t, v.to_bits())));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_cuts_blocks_releases_head_and_truncates_wal() {
+        const RANGE: i64 = 7_200_000;
+        const SERIES: usize = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let opts = DbOptions {
+            wal_segment_size: 32 * 1024,
+            ..DbOptions::default()
+        };
+        let db = Db::open(&path, opts.clone()).unwrap();
+        let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+        let mut want = HashMap::new();
+        // Half of the series stop after 150 minutes: the second cut releases them.
+        let stop = |s: usize| if s % 2 == 0 { 150 } else { usize::MAX };
+        let mut blocks = Vec::new();
+        for hour in 0..7 {
+            write_minutes(
+                &db,
+                base,
+                hour * 60..hour * 60 + 60,
+                SERIES,
+                stop,
+                &mut want,
+            )
+            .await;
+            let st = db.compact().unwrap();
+            blocks.extend(st.blocks.clone());
+            if hour == 3 {
+                // 0..4h: span > 3h only once the fourth hour is in.
+                assert_eq!(st.blocks.len(), 1, "{st:?}");
+                assert_eq!(st.series_removed, 0);
+                assert!(st.wal_segments_truncated > 0, "{st:?}");
+            }
+            if hour == 5 {
+                assert_eq!(st.blocks.len(), 1, "{st:?}");
+                assert_eq!(st.series_removed, SERIES / 2, "stopped series are released");
+            }
+        }
+        assert_eq!(blocks.len(), 2);
+        let metas = local_blocks(&path).unwrap();
+        assert_eq!(
+            metas.iter().map(|b| b.1).collect::<Vec<_>>(),
+            vec![base + RANGE, base + 2 * RANGE]
+        );
+        // Appends below the last cut are out of bounds now.
+        let late = write(
+            &db,
+            &[(
+                vec![("__name__", "up"), ("instance", "host-1")],
+                vec![(base + 2 * RANGE - 1, 1.0)],
+            )],
+        )
+        .await;
+        assert!(
+            matches!(late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1)
+        );
+
+        let (blocks_got, _) = dump_blocks(&path);
+        let head = head_samples(&db);
+        assert!(head.values().flatten().all(|&(t, _)| t >= base + 2 * RANGE));
+        assert_eq!(
+            head.len(),
+            SERIES / 2,
+            "only the live series stay in the head"
+        );
+        assert_dump_eq(&union(&[&blocks_got, &head]), &want);
+        assert!(last_checkpoint(&path.join("wal")).unwrap().is_some());
+        db.close().unwrap();
+        drop(db);
+
+        // Restart: checkpoint + remaining segments give back exactly the head, nothing persisted.
+        let db = Db::open(&path, opts).unwrap();
+        assert_eq!(head_samples(&db), head);
+        assert_eq!(db.head().num_series(), SERIES / 2);
+        let late = write(
+            &db,
+            &[(
+                vec![("__name__", "up"), ("instance", "host-1")],
+                vec![(base + 2 * RANGE - 1, 1.0)],
+            )],
+        )
+        .await;
+        assert!(
+            matches!(late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1)
+        );
+        db.close().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_between_cut_and_wal_truncation_duplicates_nothing() {
+        const RANGE: i64 = 7_200_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Db::open(&path, small_opts()).unwrap();
+        let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+        let mut want = HashMap::new();
+        write_minutes(&db, base, 0..200, 50, |_| usize::MAX, &mut want).await;
+        // A cut whose WAL truncation never ran, and a block a crash left half written.
+        let mut st = CompactStats::default();
+        db.cut_range(db.head().min_time(), base + RANGE, &mut st)
+            .unwrap();
+        std::fs::create_dir_all(path.join("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp-for-creation/chunks"))
+            .unwrap();
+        db.close().unwrap();
+        drop(db);
+
+        let db = Db::open(&path, small_opts()).unwrap();
+        assert!(!path
+            .join("01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp-for-creation")
+            .exists());
+        let (blocks_got, _) = dump_blocks(&path);
+        let head = head_samples(&db);
+        assert!(
+            head.values().flatten().all(|&(t, _)| t >= base + RANGE),
+            "persisted samples were replayed into the head"
+        );
+        assert_dump_eq(&union(&[&blocks_got, &head]), &want);
+        db.close().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flush_persists_the_whole_head_and_empties_the_wal() {
+        const RANGE: i64 = 7_200_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Db::open(&path, small_opts()).unwrap();
+        let base = now_ms() / RANGE * RANGE - 3 * RANGE;
+        let mut want = HashMap::new();
+        write_minutes(
+            &db,
+            base + 30 * 60_000,
+            0..170,
+            40,
+            |_| usize::MAX,
+            &mut want,
+        )
+        .await;
+        db.close().unwrap();
+        let st = db.flush().unwrap();
+        // 0:30..2:00, 2:00..3:19 + 1 ms.
+        assert_eq!(st.blocks.len(), 2, "{st:?}");
+        let last = base + 30 * 60_000 + 169 * 60_000;
+        assert_eq!(
+            local_blocks(&path)
+                .unwrap()
+                .iter()
+                .map(|b| b.1)
+                .collect::<Vec<_>>(),
+            vec![base + RANGE, last + 1]
+        );
+        assert!(segments(&path.join("wal")).unwrap().is_none());
+        assert!(last_checkpoint(&path.join("wal")).unwrap().is_none());
+        let (blocks_got, _) = dump_blocks(&path);
+        assert_dump_eq(&blocks_got, &want);
+        drop(db);
+
+        let db = Db::open(&path, small_opts()).unwrap();
+        assert_eq!(db.head().num_series(), 0);
+        let r = write(&db, &[(vec![("__name__", "up")], vec![(last, 1.0)])]).await;
+        assert!(matches!(r, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1));
+        write(&db, &[(vec![("__name__", "up")], vec![(last + 1, 1.0)])])
+            .await
+            .unwrap();
+        db.close().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn compaction_beside_appends_loses_nothing() {
+        // Short ranges so many cuts (and series releases) race the writers.
+        const RANGE: i64 = 60_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let opts = DbOptions {
+            block_range_ms: RANGE,
+            wal_segment_size: 32 * 1024,
+            ..DbOptions::default()
+        };
+        let db = Arc::new(Db::open(&path, opts).unwrap());
+        let base = now_ms() / RANGE * RANGE - 200 * RANGE;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let compactor = {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut blocks = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    blocks += db.compact().unwrap().blocks.len();
+                }
+                blocks
+            })
+        };
+        let mut writers = Vec::new();
+        for w in 0..4usize {
+            let db = db.clone();
+            writers.push(tokio::spawn(async move {
+                let mut want: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
+                let mut rejected = 0;
+                let insts: Vec<String> = (0..20).map(|s| format!("w{w}-{s}")).collect();
+                for step in 0..2000usize {
+                    // Each series lives 5 ranges, then a new one takes over (churn to release).
+                    let gen = step / 500;
+                    let t = base + step as i64 * 5_000;
+                    let series: Vec<String> = insts.iter().map(|i| format!("{i}-g{gen}")).collect();
+                    let batch: Vec<TestSeries<'_>> = series
+                        .iter()
+                        .enumerate()
+                        .map(|(s, i)| {
+                            (
+                                vec![("__name__", "x"), ("instance", i.as_str())],
+                                vec![(t, block_value(s, step))],
+                            )
+                        })
+                        .collect();
+                    match write(&db, &batch).await {
+                        Ok(_) => {
+                            for (labels, samples) in &batch {
+                                let ls = Labels::from_pairs(labels.iter().copied());
+                                want.entry(go_labels(&ls))
+                                    .or_default()
+                                    .extend(samples.iter().map(|&(t, v)| (t, v.to_bits())));
+                            }
+                        }
+                        // Another writer pushed the head ahead: some of this step is out of
+                        // bounds. Only fully acknowledged requests are checked.
+                        Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds > 0 => {
+                            rejected += 1
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert!(rejected < 1000, "{rejected} of 2000 requests out of bounds");
+                want
+            }));
+        }
+        let mut want = HashMap::new();
+        for w in writers {
+            want.extend(w.await.unwrap());
+        }
+        let n: usize = want.values().map(Vec::len).sum();
+        assert!(n > 80_000, "only {n} samples acknowledged");
+        stop.store(true, Ordering::Relaxed);
+        let cut = compactor.join().unwrap();
+        assert!(cut > 20, "only {cut} blocks cut");
+        db.close().unwrap();
+        db.flush().unwrap();
+        let (blocks_got, _) = dump_blocks(&path);
+        let got = union(&[&blocks_got]);
+        // Every acknowledged sample is in exactly one block.
+        for (k, v) in &want {
+            let g = got.get(k).unwrap_or_else(|| panic!("{k} lost"));
+            for x in v {
+                assert!(
+                    g.binary_search_by_key(&x.0, |y| y.0).is_ok(),
+                    "{k} lost sample at {}",
+                    x.0
+                );
+            }
+            assert!(
+                g.windows(2).all(|w| w[0].0 < w[1].0),
+                "{k} duplicated samples"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

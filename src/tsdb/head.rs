@@ -94,6 +94,9 @@ pub struct SeriesData {
     next_at: i64,
     /// Whether this series' Series record has been handed to the WAL.
     pub logged: bool,
+    /// Set by [`Head::truncate`] when the series was garbage-collected: an append that resolved
+    /// it earlier must look its labels up again instead of writing into a detached series.
+    pub removed: bool,
 }
 
 /// One series in the head.
@@ -115,6 +118,7 @@ impl MemSeries {
                 head: None,
                 next_at: i64::MIN,
                 logged: false,
+                removed: false,
             }),
         }
     }
@@ -126,7 +130,7 @@ impl MemSeries {
 }
 
 /// Prometheus `rangeForTimestamp`: end of the block range containing `t` (Go division).
-fn range_for_timestamp(t: i64, width: i64) -> i64 {
+pub fn range_for_timestamp(t: i64, width: i64) -> i64 {
     (t / width) * width + width
 }
 
@@ -215,6 +219,32 @@ impl SeriesData {
             maxt: i64::MIN,
         });
         self.next_at = range_for_timestamp(mint, chunk_range);
+    }
+
+    /// Drops every chunk whose last sample is before `mint`; returns how many were dropped.
+    fn truncate_chunks_before(&mut self, mint: i64) -> usize {
+        let before = self.closed.len();
+        self.closed.retain(|c| c.maxt >= mint);
+        let mut dropped = before - self.closed.len();
+        if dropped > 0 {
+            self.closed.shrink_to_fit();
+        }
+        if self.head.as_ref().is_some_and(|c| c.maxt < mint) {
+            // The open chunk is in the persisted range too (an empty one has maxt MIN).
+            if self.head.take().is_some_and(|c| c.chunk.num_samples() > 0) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Whether the series holds no sample.
+    fn is_empty(&self) -> bool {
+        self.closed.is_empty()
+            && self
+                .head
+                .as_ref()
+                .is_none_or(|c| c.chunk.num_samples() == 0)
     }
 
     /// Timestamp of the last appended sample, if any.
@@ -365,6 +395,26 @@ impl PostingList {
         }
     }
 
+    /// Removes `r`; returns whether the list is now empty.
+    fn remove(&mut self, r: u64) -> bool {
+        match self {
+            PostingList::One(x) => *x == r,
+            PostingList::Many(list) => {
+                if let Ok(i) = list.binary_search(&r) {
+                    list.remove(i);
+                }
+                match list.len() {
+                    0 => true,
+                    1 => {
+                        *self = PostingList::One(list[0]);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
     fn as_slice(&self) -> &[u64] {
         match self {
             PostingList::One(x) => std::slice::from_ref(x),
@@ -425,6 +475,52 @@ impl HashStripe {
                 self.conflicts.entry(hash).or_default().push(s);
             }
         }
+    }
+
+    /// Removes series `s` (stored under `hash`) and its postings; returns whether it was here.
+    fn remove(&mut self, hash: u64, s: &Arc<MemSeries>) -> bool {
+        let r = s.r#ref;
+        let found = match self.series.get(&hash) {
+            Some(x) if Arc::ptr_eq(x, s) => {
+                // Promote a colliding series, if any, into the main map.
+                match self.conflicts.get_mut(&hash).and_then(|v| v.pop()) {
+                    Some(next) => {
+                        self.series.insert(hash, next);
+                    }
+                    None => {
+                        self.series.remove(&hash);
+                    }
+                }
+                true
+            }
+            _ => match self.conflicts.get_mut(&hash) {
+                Some(v) => {
+                    let n = v.len();
+                    v.retain(|x| !Arc::ptr_eq(x, s));
+                    n != v.len()
+                }
+                None => false,
+            },
+        };
+        if self.conflicts.get(&hash).is_some_and(|v| v.is_empty()) {
+            self.conflicts.remove(&hash);
+        }
+        if !found {
+            return false;
+        }
+        for (n, v) in s.labels.iter() {
+            let Some(values) = self.postings.get_mut(n) else {
+                continue;
+            };
+            let h = value_hash(v);
+            if values.get_mut(&h).is_some_and(|l| l.remove(r)) {
+                values.remove(&h);
+            }
+            if values.is_empty() {
+                self.postings.remove(n);
+            }
+        }
+        true
     }
 
     /// Every series of the stripe.
@@ -496,9 +592,14 @@ impl Head {
         self.max_time.load(Ordering::Acquire)
     }
 
-    /// Sets the floor below which nothing may be appended (end of the last persisted block).
+    /// Raises the floor below which nothing may be appended (end of the last persisted block).
     pub fn set_min_valid_time(&self, t: i64) {
-        self.min_valid_time.store(t, Ordering::Release);
+        self.min_valid_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// The floor below which nothing may be appended.
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_time.load(Ordering::Acquire)
     }
 
     /// The ref the next created series gets.
@@ -649,6 +750,51 @@ impl Head {
         out
     }
 
+    /// Prometheus `truncateMemory` + `gc`: drops every chunk ending before `mint` (the end of the
+    /// block just persisted) and removes the series left without samples, with their postings.
+    ///
+    /// The caller has raised the min valid time to at least `mint` first, so no append can add
+    /// a sample below it meanwhile. Appends run concurrently: chunks are dropped under each
+    /// series' lock, and a series is removed only while holding its hash stripe's write lock and
+    /// its own lock, after re-checking it is still empty; it is marked `removed` so an append
+    /// that resolved it before looks it up again (see `Db::commit`).
+    pub fn truncate(&self, mint: i64) -> TruncateStats {
+        let mut stats = TruncateStats::default();
+        self.min_time.fetch_max(mint, Ordering::AcqRel);
+        let mut empty = Vec::new();
+        for stripe in self.by_ref.iter() {
+            let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
+            for s in series {
+                let mut d = s.lock();
+                stats.chunks_removed += d.truncate_chunks_before(mint);
+                if d.is_empty() {
+                    drop(d);
+                    empty.push(s);
+                }
+            }
+        }
+        for s in empty {
+            let hash = packed_hash(s.labels.packed());
+            let mut w = self.by_hash[(hash as usize) & self.mask].write();
+            // try_lock: appends lock a series before its stripe when re-resolving, never wait.
+            let Some(mut d) = s.data.try_lock() else {
+                continue;
+            };
+            if d.removed || !d.is_empty() {
+                continue;
+            }
+            if w.remove(hash, &s) {
+                d.removed = true;
+                self.by_ref[(s.r#ref as usize) & self.mask]
+                    .write()
+                    .remove(&s.r#ref);
+                self.num_series.fetch_sub(1, Ordering::Relaxed);
+                stats.series_removed += 1;
+            }
+        }
+        stats
+    }
+
     /// Every series that has chunks whose first sample is in `[mint, maxt)`, with copies of them.
     ///
     /// Chunks never cross a multiple of the chunk range, so for `[mint, maxt)` on range
@@ -667,6 +813,15 @@ impl Head {
         }
         out
     }
+}
+
+/// What [`Head::truncate`] released.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TruncateStats {
+    /// Chunks dropped.
+    pub chunks_removed: usize,
+    /// Series removed (no sample left).
+    pub series_removed: usize,
 }
 
 /// One series' chunks copied out of the head by [`Head::chunks_in_range`].

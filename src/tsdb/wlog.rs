@@ -211,6 +211,12 @@ struct Mark {
 impl Wal {
     /// Opens (creating) `dir` and starts a new segment after the last one, like Prometheus.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
+        Self::open_from(dir, opts, 0)
+    }
+
+    /// [`Wal::open`], numbering the new segment at least `min_index` (one past the last
+    /// checkpoint: replay skips segments a checkpoint covers, so they must never be reused).
+    pub fn open_from(dir: &Path, opts: WalOptions, min_index: u64) -> Result<Wal, WalError> {
         if opts.segment_size == 0 || opts.segment_size % PAGE_SIZE != 0 {
             return Err(WalError::InvalidSegmentSize(opts.segment_size));
         }
@@ -218,7 +224,8 @@ impl Wal {
         let next = match segments(dir)? {
             Some((_, last)) => last + 1,
             None => 0,
-        };
+        }
+        .max(min_index);
         let (segment, done_pages) = create_segment(dir, next)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
