@@ -940,14 +940,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// The index and chunks we write for the series of a block `promtool tsdb create-blocks-from
-    /// openmetrics` built equal its own: same symbols, same series section bytes, same postings, same
-    /// chunk file bytes. (promtool 2.42 still writes label indices, which we no longer do, so the
-    /// files as a whole differ only there and in the offsets after them.)
-    #[test]
-    fn index_and_chunks_match_a_promtool_built_block() {
-        let d = data(300);
-        let dir = tempfile::tempdir().unwrap();
+    /// The block `promtool tsdb create-blocks-from openmetrics` builds under `dir` from `d`'s samples
+    /// (stale markers become plain NaNs: OpenMetrics cannot tell them apart).
+    pub(crate) fn promtool_block(dir: &Path, d: &Data) -> PathBuf {
         let mut om = String::new();
         let mut by_name: BTreeMap<&str, Vec<&(Labels, Vec<XorChunk>)>> = BTreeMap::new();
         for s in &d.series {
@@ -978,9 +973,9 @@ pub(crate) mod tests {
             }
         }
         om.push_str("# EOF\n");
-        let om_path = dir.path().join("in.om");
+        let om_path = dir.join("in.om");
         std::fs::write(&om_path, om).unwrap();
-        let theirs_dir = dir.path().join("theirs");
+        let theirs_dir = dir.join("theirs");
         promtool(&[
             "tsdb",
             "create-blocks-from",
@@ -993,7 +988,18 @@ pub(crate) mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(blocks.len(), 1, "{blocks:?}");
-        let tb = blocks.pop().unwrap();
+        blocks.pop().unwrap()
+    }
+
+    /// The index and chunks we write for the series of a block `promtool tsdb create-blocks-from
+    /// openmetrics` built equal its own: same symbols, same series section bytes, same postings, same
+    /// chunk file bytes. (promtool 2.42 still writes label indices, which we no longer do, so the
+    /// files as a whole differ only there and in the offsets after them.)
+    #[test]
+    fn index_and_chunks_match_a_promtool_built_block() {
+        let d = data(300);
+        let dir = tempfile::tempdir().unwrap();
+        let tb = promtool_block(dir.path(), &d);
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tb.join("meta.json")).unwrap()).unwrap();
         let (mint, maxt) = (

@@ -184,7 +184,9 @@ pub fn merge_series(parts: Vec<Vec<SeriesSamples>>) -> Vec<SeriesSamples> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::block::tests::{block_series, data, thanos, Data, BASE, RANGE, STALE};
+    use crate::tsdb::block::tests::{
+        block_series, data, promtool_block, thanos, Data, BASE, RANGE, STALE,
+    };
     use crate::tsdb::block::{write_block, write_block_segmented};
     use crate::tsdb::labels::Labels;
     use std::collections::BTreeMap;
@@ -504,6 +506,33 @@ mod tests {
                 for ms in [&sets[0], &sets[2], &sets[3]] {
                     let _ = block.select(i64::MIN, i64::MAX, ms);
                 }
+            }
+        }
+    }
+
+    /// A block Prometheus wrote (promtool 2.42, which also writes label indices) reads the same.
+    #[test]
+    fn reads_a_block_written_by_promtool() {
+        let d = data(120);
+        let dir = tempfile::tempdir().unwrap();
+        let b = Block::open(&promtool_block(dir.path(), &d)).unwrap();
+        assert_eq!(b.meta().num_series, 120);
+        assert!(b.meta().thanos_labels.is_empty());
+        // promtool parses every NaN (stale markers included) to Go's math.NaN().
+        let canon = |mut v: Bits| {
+            for s in &mut v {
+                for x in &mut s.1 {
+                    if f64::from_bits(x.1).is_nan() {
+                        x.1 = f64::NAN.to_bits();
+                    }
+                }
+            }
+            v
+        };
+        for ms in matcher_sets() {
+            for (mint, maxt) in [(i64::MIN, i64::MAX), (BASE + 60_000, BASE + 3_000_000)] {
+                let got = canon(bits(&b.select(mint, maxt, &ms).unwrap()));
+                assert_eq!(got, canon(expected(&d, mint, maxt, &ms)), "{ms:?}");
             }
         }
     }
