@@ -2,7 +2,8 @@
 //!
 //! A segment starts with an 8-byte header (magic `0x85BD40DD`, version 1, 3 zero bytes); each chunk is
 //! `uvarint(len(data)) | encoding byte | data | CRC32C(encoding | data)` (big-endian CRC). A chunk
-//! reference is `(0-based segment index << 32) | byte offset in that segment`.
+//! reference is `(0-based segment index << 32) | byte offset in that segment`. The reader keeps the
+//! segment files open and reads each chunk with a positioned read (`ByteSource`).
 
 use std::fmt;
 use std::fs::File;

@@ -7,7 +7,9 @@
 //! postings' 4-byte padding) and its label-offset-table entry equals the postings offset table's.
 //!
 //! The writer builds the whole index in memory before writing it (fine for one tenant's 2 h block;
-//! a streaming writer can replace it later without changing the format).
+//! a streaming writer can replace it later without changing the format). The reader does the
+//! opposite: it keeps the file open and holds only the TOC and every 32nd symbol and postings offset
+//! table entry, since a receiver keeps days of blocks open.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -607,6 +609,8 @@ mod tests {
             labels.iter().map(|l| (l, Vec::new())).collect();
         let r = IndexReader::from_bytes(encode_index(&series).unwrap()).unwrap();
         assert_eq!(r.symbols().unwrap().len(), 104);
+        // Only every 32nd symbol offset and table entry is kept.
+        assert_eq!((r.sym_at.len(), r.table.len()), (4, 4));
         let all = r.postings("", "").unwrap();
         assert_eq!(all.len(), 100);
         for (k, (id, ls)) in all.iter().zip(&labels).enumerate() {
