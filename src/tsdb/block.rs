@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tsdb::chunks::{sync_dir, ChunkWriter, DEFAULT_MAX_SEGMENT_SIZE};
 use crate::tsdb::index::{write_index, IndexChunk};
@@ -201,7 +201,8 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
 struct StatsJson {
     #[serde(rename = "numSamples", skip_serializing_if = "is_zero")]
     num_samples: u64,
@@ -211,7 +212,8 @@ struct StatsJson {
     num_chunks: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
 struct CompactionJson {
     level: u32,
     sources: Vec<String>,
@@ -241,6 +243,74 @@ struct FileJson {
     rel_path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     size_bytes: Option<u64>,
+}
+
+/// What a block's meta.json says (Prometheus fields and the Thanos external labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMeta {
+    /// The block's ULID.
+    pub ulid: Ulid,
+    /// First timestamp covered (inclusive).
+    pub min_time: i64,
+    /// End of the covered range (exclusive).
+    pub max_time: i64,
+    /// Number of samples (0 when absent).
+    pub num_samples: u64,
+    /// Number of series (0 when absent).
+    pub num_series: u64,
+    /// Number of chunks (0 when absent).
+    pub num_chunks: u64,
+    /// Compaction level (1 for a block cut from the head).
+    pub compaction_level: u32,
+    /// Thanos external labels (empty without a Thanos section).
+    pub thanos_labels: BTreeMap<String, String>,
+}
+
+/// meta.json as read: unknown fields (Prometheus's other stats, Thanos's files, ...) are ignored.
+#[derive(Deserialize)]
+struct MetaIn {
+    ulid: String,
+    #[serde(rename = "minTime")]
+    min_time: i64,
+    #[serde(rename = "maxTime")]
+    max_time: i64,
+    #[serde(default)]
+    stats: StatsJson,
+    #[serde(default)]
+    compaction: CompactionJson,
+    version: u32,
+    #[serde(default)]
+    thanos: Option<ThanosIn>,
+}
+
+#[derive(Deserialize)]
+struct ThanosIn {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// Reads and checks `<block_dir>/meta.json` (version 1, a valid ULID); errors name the file.
+pub fn read_meta(block_dir: &Path) -> Result<BlockMeta, BlockError> {
+    let path = block_dir.join("meta.json");
+    let raw = std::fs::read(&path).map_err(|e| BlockError::io(&path, e))?;
+    let bad = |m: String| BlockError::Corrupt(format!("{}: {m}", path.display()));
+    let m: MetaIn = serde_json::from_slice(&raw).map_err(|e| bad(format!("invalid: {e}")))?;
+    if m.version != 1 {
+        return Err(bad(format!("unsupported version {}", m.version)));
+    }
+    Ok(BlockMeta {
+        ulid: m
+            .ulid
+            .parse()
+            .map_err(|_| bad(format!("bad ulid {:?}", m.ulid)))?,
+        min_time: m.min_time,
+        max_time: m.max_time,
+        num_samples: m.stats.num_samples,
+        num_series: m.stats.num_series,
+        num_chunks: m.stats.num_chunks,
+        compaction_level: m.compaction.level,
+        thanos_labels: m.thanos.map(|t| t.labels).unwrap_or_default(),
+    })
 }
 
 /// Number of samples of an XOR chunk (its 2-byte big-endian header).
@@ -473,7 +543,7 @@ fn write_tmp_block(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tsdb::chunkenc::XorChunk;
     use crate::tsdb::chunks::ChunkReader;
@@ -481,14 +551,14 @@ mod tests {
     use crate::tsdb::testutil::{assert_dump_eq, go_labels, parse_dump, promtool};
     use std::collections::HashMap;
 
-    const STALE: u64 = 0x7ff0_0000_0000_0002;
+    pub(crate) const STALE: u64 = 0x7ff0_0000_0000_0002;
     /// Block start: a multiple of 2 h.
-    const BASE: i64 = 1_700_000_000_000 / 7_200_000 * 7_200_000;
-    const RANGE: i64 = 7_200_000;
+    pub(crate) const BASE: i64 = 1_700_000_000_000 / 7_200_000 * 7_200_000;
+    pub(crate) const RANGE: i64 = 7_200_000;
 
     /// Test data: labels and their chunks (all samples within `[BASE, BASE + RANGE)`).
-    struct Data {
-        series: Vec<(Labels, Vec<XorChunk>)>,
+    pub(crate) struct Data {
+        pub(crate) series: Vec<(Labels, Vec<XorChunk>)>,
     }
 
     fn value(s: usize, i: usize) -> f64 {
@@ -505,7 +575,7 @@ mod tests {
     }
 
     /// `n` series; series `s` has `1 + s % 3` chunks of 120 samples, every 15 s.
-    fn data(n: usize) -> Data {
+    pub(crate) fn data(n: usize) -> Data {
         let mut series = Vec::with_capacity(n);
         for s in 0..n {
             let name = if s % 2 == 0 { "metric_a" } else { "metric_b" };
@@ -535,7 +605,7 @@ mod tests {
         Data { series }
     }
 
-    fn block_series(d: &Data) -> Vec<BlockSeries<'_>> {
+    pub(crate) fn block_series(d: &Data) -> Vec<BlockSeries<'_>> {
         // Reverse order: write_block must sort.
         d.series
             .iter()
@@ -554,7 +624,7 @@ mod tests {
             .collect()
     }
 
-    fn thanos() -> ThanosMeta {
+    pub(crate) fn thanos() -> ThanosMeta {
         ThanosMeta {
             labels: BTreeMap::from([
                 ("receive_replica".to_string(), "0".to_string()),
@@ -590,7 +660,7 @@ mod tests {
         let cr = ChunkReader::open(&bdir.join("chunks")).unwrap();
 
         // Symbols: sorted, unique, every name and value.
-        let syms = idx.symbols();
+        let syms = idx.symbols().unwrap();
         assert!(syms.windows(2).all(|w| w[0] < w[1]));
         for (ls, _) in &d.series {
             for (n, v) in ls.iter() {
@@ -619,7 +689,7 @@ mod tests {
                 by_pair.entry((n.into(), v.into())).or_default().push(*id);
             }
         }
-        assert_eq!(idx.postings_keys().count(), by_pair.len() + 1);
+        assert_eq!(idx.postings_keys().unwrap().len(), by_pair.len() + 1);
         for ((n, v), ids) in &by_pair {
             assert_eq!(&idx.postings(n, v).unwrap(), ids, "postings {n}={v}");
         }
@@ -628,7 +698,7 @@ mod tests {
         let bits: Vec<u64> = metas
             .iter()
             .flat_map(|m| {
-                XorChunk::from_bytes(cr.chunk(m.reference).unwrap())
+                XorChunk::from_bytes(&cr.chunk(m.reference).unwrap())
                     .unwrap()
                     .iter()
                     .collect::<Vec<_>>()
@@ -870,14 +940,9 @@ mod tests {
         }
     }
 
-    /// The index and chunks we write for the series of a block `promtool tsdb create-blocks-from
-    /// openmetrics` built equal its own: same symbols, same series section bytes, same postings, same
-    /// chunk file bytes. (promtool 2.42 still writes label indices, which we no longer do, so the
-    /// files as a whole differ only there and in the offsets after them.)
-    #[test]
-    fn index_and_chunks_match_a_promtool_built_block() {
-        let d = data(300);
-        let dir = tempfile::tempdir().unwrap();
+    /// The block `promtool tsdb create-blocks-from openmetrics` builds under `dir` from `d`'s samples
+    /// (stale markers become plain NaNs: OpenMetrics cannot tell them apart).
+    pub(crate) fn promtool_block(dir: &Path, d: &Data) -> PathBuf {
         let mut om = String::new();
         let mut by_name: BTreeMap<&str, Vec<&(Labels, Vec<XorChunk>)>> = BTreeMap::new();
         for s in &d.series {
@@ -908,9 +973,9 @@ mod tests {
             }
         }
         om.push_str("# EOF\n");
-        let om_path = dir.path().join("in.om");
+        let om_path = dir.join("in.om");
         std::fs::write(&om_path, om).unwrap();
-        let theirs_dir = dir.path().join("theirs");
+        let theirs_dir = dir.join("theirs");
         promtool(&[
             "tsdb",
             "create-blocks-from",
@@ -923,7 +988,18 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(blocks.len(), 1, "{blocks:?}");
-        let tb = blocks.pop().unwrap();
+        blocks.pop().unwrap()
+    }
+
+    /// The index and chunks we write for the series of a block `promtool tsdb create-blocks-from
+    /// openmetrics` built equal its own: same symbols, same series section bytes, same postings, same
+    /// chunk file bytes. (promtool 2.42 still writes label indices, which we no longer do, so the
+    /// files as a whole differ only there and in the offsets after them.)
+    #[test]
+    fn index_and_chunks_match_a_promtool_built_block() {
+        let d = data(300);
+        let dir = tempfile::tempdir().unwrap();
+        let tb = promtool_block(dir.path(), &d);
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tb.join("meta.json")).unwrap()).unwrap();
         let (mint, maxt) = (
@@ -940,7 +1016,7 @@ mod tests {
             let (ls, metas) = tidx.series(id).unwrap();
             let cs = metas
                 .iter()
-                .map(|m| (m.mint, m.maxt, tchunks.chunk(m.reference).unwrap().to_vec()))
+                .map(|m| (m.mint, m.maxt, tchunks.chunk(m.reference).unwrap()))
                 .collect();
             owned.push((ls, cs));
         }
@@ -960,7 +1036,7 @@ mod tests {
         let ob = dir.path().join("ours").join(ulid.to_string());
         let oidx = IndexReader::open(&ob.join("index")).unwrap();
 
-        assert_eq!(oidx.symbols(), tidx.symbols());
+        assert_eq!(oidx.symbols().unwrap(), tidx.symbols().unwrap());
         let (ot, tt) = (oidx.toc(), tidx.toc());
         assert_eq!((ot.symbols, ot.series), (tt.symbols, tt.series));
         let (oraw, traw) = (
@@ -975,10 +1051,10 @@ mod tests {
             oraw[..ot.label_indices as usize] == traw[..tt.label_indices as usize],
             "header, symbols or series differ"
         );
-        let okeys: Vec<_> = oidx.postings_keys().collect();
-        let tkeys: Vec<_> = tidx.postings_keys().collect();
+        let okeys = oidx.postings_keys().unwrap();
+        let tkeys = tidx.postings_keys().unwrap();
         assert_eq!(okeys, tkeys);
-        for (n, v) in tkeys {
+        for (n, v) in &tkeys {
             assert_eq!(
                 oidx.postings(n, v).unwrap(),
                 tidx.postings(n, v).unwrap(),

@@ -2,10 +2,13 @@
 //!
 //! A segment starts with an 8-byte header (magic `0x85BD40DD`, version 1, 3 zero bytes); each chunk is
 //! `uvarint(len(data)) | encoding byte | data | CRC32C(encoding | data)` (big-endian CRC). A chunk
-//! reference is `(0-based segment index << 32) | byte offset in that segment`.
+//! reference is `(0-based segment index << 32) | byte offset in that segment`. The reader keeps the
+//! segment files open and reads each chunk with a positioned read (`ByteSource`).
 
+use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::tsdb::block::BlockError;
@@ -162,13 +165,123 @@ pub fn sync_dir(dir: &Path) -> Result<(), BlockError> {
         .map_err(|e| BlockError::io(dir, e))
 }
 
-/// Reads chunks back from a block's `chunks/` directory (all segments loaded in memory).
-pub struct ChunkReader {
-    segments: Vec<Vec<u8>>,
+/// Bytes read by offset from a file kept open (nothing of it held in memory) or from a buffer.
+///
+/// Every read is bounds-checked against the length seen at open, so a corrupt length or offset is a
+/// [`BlockError::Corrupt`] naming the file, never a panic nor a huge allocation. An open file stays
+/// readable after its directory is deleted (Linux semantics), so a query can outlive retention.
+pub(crate) struct ByteSource {
+    path: PathBuf,
+    len: u64,
+    inner: SourceInner,
 }
 
+enum SourceInner {
+    Mem(Vec<u8>),
+    File(File),
+}
+
+impl ByteSource {
+    /// Opens `path` for positioned reads.
+    pub(crate) fn open(path: &Path) -> Result<ByteSource, BlockError> {
+        let file = File::open(path).map_err(|e| BlockError::io(path, e))?;
+        let len = file.metadata().map_err(|e| BlockError::io(path, e))?.len();
+        Ok(ByteSource {
+            path: path.to_path_buf(),
+            len,
+            inner: SourceInner::File(file),
+        })
+    }
+
+    /// Wraps bytes held in memory; `name` stands for the file in error messages.
+    pub(crate) fn from_vec(name: &str, b: Vec<u8>) -> ByteSource {
+        ByteSource {
+            path: PathBuf::from(name),
+            len: b.len() as u64,
+            inner: SourceInner::Mem(b),
+        }
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// A [`BlockError::Corrupt`] naming this file.
+    pub(crate) fn corrupt(&self, what: impl fmt::Display) -> BlockError {
+        BlockError::Corrupt(format!("{}: {what}", self.path.display()))
+    }
+
+    /// Exactly `len` bytes at `off`; corrupt if they pass the end.
+    pub(crate) fn read(&self, off: u64, len: u64) -> Result<Vec<u8>, BlockError> {
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| {
+                self.corrupt(format_args!(
+                    "{len} bytes at offset {off} pass the end ({} bytes)",
+                    self.len
+                ))
+            })?;
+        match &self.inner {
+            SourceInner::Mem(b) => Ok(b[off as usize..end as usize].to_vec()),
+            SourceInner::File(f) => {
+                let mut buf = vec![0u8; len as usize];
+                f.read_exact_at(&mut buf, off)
+                    .map_err(|e| BlockError::io(&self.path, e))?;
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Up to `max` bytes at `off` (fewer at the end of the file); corrupt if `off` is past the end.
+    pub(crate) fn read_upto(&self, off: u64, max: u64) -> Result<Vec<u8>, BlockError> {
+        if off > self.len {
+            return Err(self.corrupt(format_args!(
+                "offset {off} past the end ({} bytes)",
+                self.len
+            )));
+        }
+        self.read(off, max.min(self.len - off))
+    }
+
+    /// The record at `off` made of a uvarint `n`, then `n + extra` bytes: returns all its bytes
+    /// (`b[..p]` the uvarint, `b[p..]` the rest) and `p`. Reads `guess` bytes first, and a second
+    /// time only when the record is longer.
+    pub(crate) fn read_record(
+        &self,
+        off: u64,
+        extra: u64,
+        guess: u64,
+    ) -> Result<(Vec<u8>, usize), BlockError> {
+        let mut b = self.read_upto(off, guess)?;
+        let mut p = 0;
+        let total = get_uvarint(&b, &mut p)
+            .and_then(|n| n.checked_add(p as u64 + extra))
+            .filter(|&t| t <= self.len - off)
+            .ok_or_else(|| {
+                self.corrupt(format_args!(
+                    "record at offset {off}: bad length or past the end"
+                ))
+            })?;
+        if (b.len() as u64) < total {
+            b = self.read(off, total)?;
+        }
+        b.truncate(total as usize);
+        Ok((b, p))
+    }
+}
+
+/// Reads chunks back from a block's `chunks/` directory; segment files are kept open, not loaded.
+pub struct ChunkReader {
+    segments: Vec<ByteSource>,
+}
+
+/// How many bytes a first read of a chunk fetches (a 120-sample chunk is ~150 bytes).
+const CHUNK_READ_GUESS: u64 = 512;
+
 impl ChunkReader {
-    /// Loads and checks the headers of every segment file in `dir`, in name order.
+    /// Opens every segment file in `dir`, in name order, and checks their headers.
     pub fn open(dir: &Path) -> Result<ChunkReader, BlockError> {
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| BlockError::io(dir, e))?
@@ -177,17 +290,14 @@ impl ChunkReader {
         names.sort();
         let mut segments = Vec::with_capacity(names.len());
         for p in names {
-            let b = std::fs::read(&p).map_err(|e| BlockError::io(&p, e))?;
-            if b.len() < SEGMENT_HEADER_SIZE as usize
-                || b[..4] != MAGIC_CHUNKS.to_be_bytes()
-                || b[4] != CHUNKS_FORMAT_V1
-            {
-                return Err(BlockError::Corrupt(format!(
-                    "bad segment header in {}",
-                    p.display()
-                )));
+            let seg = ByteSource::open(&p)?;
+            let hdr = seg
+                .read(0, SEGMENT_HEADER_SIZE)
+                .map_err(|_| seg.corrupt("segment shorter than its header"))?;
+            if hdr[..4] != MAGIC_CHUNKS.to_be_bytes() || hdr[4] != CHUNKS_FORMAT_V1 {
+                return Err(seg.corrupt("bad segment header"));
             }
-            segments.push(b);
+            segments.push(seg);
         }
         Ok(ChunkReader { segments })
     }
@@ -198,26 +308,31 @@ impl ChunkReader {
     }
 
     /// The XOR chunk bytes at `reference`, after checking the encoding and CRC.
-    pub fn chunk(&self, reference: u64) -> Result<&[u8], BlockError> {
-        let bad = |m: &str| BlockError::Corrupt(format!("chunk ref {reference:#x}: {m}"));
-        let seg = self
-            .segments
-            .get((reference >> 32) as usize)
-            .ok_or_else(|| bad("no such segment"))?;
-        let mut pos = (reference & 0xffff_ffff) as usize;
-        let len = get_uvarint(seg, &mut pos).ok_or_else(|| bad("truncated length"))? as usize;
-        let end = pos
-            .checked_add(1 + len + 4)
-            .filter(|&e| e <= seg.len())
-            .ok_or_else(|| bad("truncated chunk"))?;
-        if seg[pos] != ENCODING_XOR {
+    pub fn chunk(&self, reference: u64) -> Result<Vec<u8>, BlockError> {
+        let Some(seg) = self.segments.get((reference >> 32) as usize) else {
+            return Err(BlockError::Corrupt(format!(
+                "chunk ref {reference:#x}: no segment {} of {}",
+                (reference >> 32) + 1,
+                self.segments.len()
+            )));
+        };
+        let bad = |m: &str| seg.corrupt(format_args!("chunk ref {reference:#x}: {m}"));
+        let off = reference & 0xffff_ffff;
+        if off < SEGMENT_HEADER_SIZE {
+            return Err(bad("offset inside the segment header"));
+        }
+        let (mut b, pos) = seg.read_record(off, 1 + 4, CHUNK_READ_GUESS)?;
+        let end = b.len();
+        if b[pos] != ENCODING_XOR {
             return Err(bad("unknown encoding"));
         }
-        let want = u32::from_be_bytes([seg[end - 4], seg[end - 3], seg[end - 2], seg[end - 1]]);
-        if crc32c::crc32c(&seg[pos..end - 4]) != want {
+        let want = u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]);
+        if crc32c::crc32c(&b[pos..end - 4]) != want {
             return Err(bad("checksum mismatch"));
         }
-        Ok(&seg[pos + 1..end - 4])
+        b.truncate(end - 4);
+        b.drain(..pos + 1);
+        Ok(b)
     }
 }
 

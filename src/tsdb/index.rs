@@ -7,7 +7,9 @@
 //! postings' 4-byte padding) and its label-offset-table entry equals the postings offset table's.
 //!
 //! The writer builds the whole index in memory before writing it (fine for one tenant's 2 h block;
-//! a streaming writer can replace it later without changing the format).
+//! a streaming writer can replace it later without changing the format). The reader does the
+//! opposite: it keeps the file open and holds only the TOC and every 32nd symbol and postings offset
+//! table entry, since a receiver keeps days of blocks open.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -15,7 +17,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::tsdb::block::BlockError;
-use crate::tsdb::chunks::{get_uvarint, get_varint, put_uvarint, put_varint};
+use crate::tsdb::chunks::{get_uvarint, get_varint, put_uvarint, put_varint, ByteSource};
 use crate::tsdb::labels::Labels;
 
 /// Magic number at the start of an index file.
@@ -203,67 +205,80 @@ pub fn write_index(path: &Path, series: &[(&Labels, Vec<IndexChunk>)]) -> Result
     Ok(buf.len() as u64)
 }
 
-/// A minimal reader of version-2 index files (symbols, series by id, postings), loaded in memory.
+/// Every how many symbols, and postings offset table entries, one offset is kept in memory (as
+/// Prometheus, which keeps every 32nd).
+const SAMPLE_EVERY: usize = 32;
+
+/// A kept postings offset table entry: key and where its table entry starts in the file.
+struct TableSample {
+    name: String,
+    value: String,
+    at: u64,
+}
+
+/// A reader of version-2 index files that keeps only the TOC, every 32nd symbol's offset and every
+/// 32nd postings offset table entry in memory; the rest is read from the open file when needed.
+///
+/// Open checks the header, the TOC's CRC, and the CRCs and entries of the symbol table and the
+/// postings offset table (which must be sorted); series entries and postings lists are checked
+/// (CRC, bounds) when read.
 pub struct IndexReader {
-    b: Vec<u8>,
+    src: ByteSource,
     toc: Toc,
-    symbols: Vec<String>,
-    postings: BTreeMap<(String, String), u64>,
+    /// File offset of symbols 0, 32, 64, ...
+    sym_at: Vec<u64>,
+    num_symbols: u64,
+    /// End of the symbol table's body.
+    sym_end: u64,
+    table: Vec<TableSample>,
+    /// End of the postings offset table's body.
+    table_end: u64,
 }
 
-fn corrupt(m: impl Into<String>) -> BlockError {
-    BlockError::Corrupt(m.into())
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at.checked_add(4)?)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
-fn be32(b: &[u8], at: usize) -> Result<u32, BlockError> {
-    b.get(
-        at..at
-            .checked_add(4)
-            .ok_or_else(|| corrupt("index offset overflow"))?,
-    )
-    .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    .ok_or_else(|| corrupt("index truncated"))
-}
-
-/// Checks the `len | body | crc` section at `at` and returns the body's range.
-fn section(b: &[u8], at: usize) -> Result<std::ops::Range<usize>, BlockError> {
-    let len = be32(b, at)? as usize;
-    let body = at + 4..at + 4 + len;
-    let crc = be32(b, body.end)?;
-    if crc32c::crc32c(&b[body.clone()]) != crc {
-        return Err(corrupt(format!("index section at {at}: checksum mismatch")));
-    }
-    Ok(body)
-}
-
-fn get_str<'a>(b: &'a [u8], pos: &mut usize) -> Result<&'a str, BlockError> {
-    let n = get_uvarint(b, pos).ok_or_else(|| corrupt("bad string length"))? as usize;
-    let s = pos
-        .checked_add(n)
-        .and_then(|end| b.get(*pos..end))
-        .ok_or_else(|| corrupt("string truncated"))?;
+fn get_str<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a str> {
+    let n = get_uvarint(b, pos)? as usize;
+    let s = b.get(*pos..pos.checked_add(n)?)?;
     *pos += n;
-    std::str::from_utf8(s).map_err(|_| corrupt("string not UTF-8"))
+    std::str::from_utf8(s).ok()
+}
+
+/// One postings offset table entry at `*pos`: name, value, postings list offset.
+fn get_table_entry<'a>(b: &'a [u8], pos: &mut usize) -> Option<(&'a str, &'a str, u64)> {
+    if get_uvarint(b, pos)? != 2 {
+        return None;
+    }
+    Some((get_str(b, pos)?, get_str(b, pos)?, get_uvarint(b, pos)?))
 }
 
 impl IndexReader {
-    /// Reads and checks the index file at `path`.
+    /// Opens and checks the index file at `path`, keeping it open.
     pub fn open(path: &Path) -> Result<IndexReader, BlockError> {
-        let b = std::fs::read(path).map_err(|e| BlockError::io(path, e))?;
-        Self::from_bytes(b)
+        Self::new(ByteSource::open(path)?)
     }
 
     /// Parses an index held in memory.
     pub fn from_bytes(b: Vec<u8>) -> Result<IndexReader, BlockError> {
-        if b.len() < 5 + TOC_LEN || be32(&b, 0)? != MAGIC_INDEX || b[4] != FORMAT_V2 {
-            return Err(corrupt("not an index v2 file"));
+        Self::new(ByteSource::from_vec("<index in memory>", b))
+    }
+
+    fn new(src: ByteSource) -> Result<IndexReader, BlockError> {
+        let head = src.read_upto(0, 5)?;
+        if src.len() < (5 + TOC_LEN) as u64
+            || be32(&head, 0) != Some(MAGIC_INDEX)
+            || head[4] != FORMAT_V2
+        {
+            return Err(src.corrupt("not an index v2 file (bad magic, version or size)"));
         }
-        let t = b.len() - TOC_LEN;
-        if crc32c::crc32c(&b[t..t + 48]) != be32(&b, t + 48)? {
-            return Err(corrupt("TOC checksum mismatch"));
+        let t = src.read(src.len() - TOC_LEN as u64, TOC_LEN as u64)?;
+        if Some(crc32c::crc32c(&t[..48])) != be32(&t, 48) {
+            return Err(src.corrupt("TOC checksum mismatch"));
         }
-        let o =
-            |i: usize| u64::from_be_bytes(b[t + 8 * i..t + 8 * i + 8].try_into().unwrap_or([0; 8]));
+        let o = |i: usize| u64::from_be_bytes(t[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
         let toc = Toc {
             symbols: o(0),
             series: o(1),
@@ -272,33 +287,68 @@ impl IndexReader {
             postings: o(4),
             postings_table: o(5),
         };
-        let body = section(&b, toc.symbols as usize)?;
-        let count = be32(&b, body.start)? as usize;
-        let mut pos = body.start + 4;
-        let mut symbols = Vec::with_capacity(count);
-        for _ in 0..count {
-            symbols.push(get_str(&b[..body.end], &mut pos)?.to_string());
-        }
-        let body = section(&b, toc.postings_table as usize)?;
-        let count = be32(&b, body.start)? as usize;
-        let mut pos = body.start + 4;
-        let mut postings = BTreeMap::new();
-        let tb = &b[..body.end];
-        for _ in 0..count {
-            if get_uvarint(tb, &mut pos) != Some(2) {
-                return Err(corrupt("postings offset entry without 2 keys"));
+
+        let (body, start) = Self::section(&src, toc.symbols, "symbol table")?;
+        let bad = |i| src.corrupt(format_args!("symbol table: bad symbol {i}"));
+        let num_symbols = be32(&body, 0).ok_or_else(|| bad(0))? as u64;
+        let mut pos = 4;
+        let mut sym_at = Vec::new();
+        for i in 0..num_symbols {
+            if i as usize % SAMPLE_EVERY == 0 {
+                sym_at.push(start + pos as u64);
             }
-            let n = get_str(tb, &mut pos)?.to_string();
-            let v = get_str(tb, &mut pos)?.to_string();
-            let off = get_uvarint(tb, &mut pos).ok_or_else(|| corrupt("bad postings offset"))?;
-            postings.insert((n, v), off);
+            get_str(&body, &mut pos).ok_or_else(|| bad(i))?;
+        }
+        let sym_end = start + body.len() as u64;
+
+        let (body, start) = Self::section(&src, toc.postings_table, "postings offset table")?;
+        let bad = |i| src.corrupt(format_args!("postings offset table: bad entry {i}"));
+        let count = be32(&body, 0).ok_or_else(|| bad(0))? as u64;
+        let mut pos = 4;
+        let mut table = Vec::new();
+        let mut prev: Option<(&str, &str)> = None;
+        for i in 0..count {
+            let at = start + pos as u64;
+            let (n, v, _) = get_table_entry(&body, &mut pos).ok_or_else(|| bad(i))?;
+            if prev.is_some_and(|p| p >= (n, v)) {
+                return Err(src.corrupt(format_args!(
+                    "postings offset table: entry {i} ({n}={v:?}) out of order"
+                )));
+            }
+            prev = Some((n, v));
+            if i as usize % SAMPLE_EVERY == 0 {
+                table.push(TableSample {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                    at,
+                });
+            }
         }
         Ok(IndexReader {
-            b,
             toc,
-            symbols,
-            postings,
+            sym_at,
+            num_symbols,
+            sym_end,
+            table,
+            table_end: start + body.len() as u64,
+            src,
         })
+    }
+
+    /// Reads the `len | body | CRC32C` section at `at`, checks the CRC; the body and its offset.
+    fn section(src: &ByteSource, at: u64, what: &str) -> Result<(Vec<u8>, u64), BlockError> {
+        let named = |e| match e {
+            BlockError::Corrupt(m) => BlockError::Corrupt(format!("{what} at {at}: {m}")),
+            e => e,
+        };
+        let len = src.read(at, 4).map_err(named)?;
+        let len = u64::from(be32(&len, 0).unwrap_or(0));
+        let mut b = src.read(at + 4, len + 4).map_err(named)?;
+        let crc = b.split_off(len as usize);
+        if crc32c::crc32c(&b).to_be_bytes()[..] != crc[..] {
+            return Err(src.corrupt(format_args!("{what} at {at}: checksum mismatch")));
+        }
+        Ok((b, at + 4))
     }
 
     /// The table of contents.
@@ -306,60 +356,135 @@ impl IndexReader {
         self.toc
     }
 
-    /// The symbol table, in order (a symbol's reference is its position).
-    pub fn symbols(&self) -> &[String] {
-        &self.symbols
+    /// The whole symbol table, in order (a symbol's reference is its position); read from the file.
+    pub fn symbols(&self) -> Result<Vec<String>, BlockError> {
+        let (body, _) = Self::section(&self.src, self.toc.symbols, "symbol table")?;
+        let mut pos = 4;
+        (0..self.num_symbols)
+            .map(|i| {
+                get_str(&body, &mut pos).map(str::to_string).ok_or_else(|| {
+                    self.src
+                        .corrupt(format_args!("symbol table: bad symbol {i}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Symbol `r`: reads the run of up to 32 symbols it belongs to.
+    fn symbol(&self, r: u64) -> Result<String, BlockError> {
+        let bad = || {
+            self.src.corrupt(format_args!(
+                "bad symbol reference {r} ({} symbols)",
+                self.num_symbols
+            ))
+        };
+        if r >= self.num_symbols {
+            return Err(bad());
+        }
+        let run = r as usize / SAMPLE_EVERY;
+        let start = self.sym_at[run];
+        let end = self.sym_at.get(run + 1).copied().unwrap_or(self.sym_end);
+        let b = self.src.read(start, end - start)?;
+        let mut pos = 0;
+        for _ in 0..r as usize % SAMPLE_EVERY {
+            get_str(&b, &mut pos).ok_or_else(bad)?;
+        }
+        get_str(&b, &mut pos).map(str::to_string).ok_or_else(bad)
     }
 
     /// Every (name, value) pair that has a postings list, in order, including `("", "")`.
-    pub fn postings_keys(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.postings.keys().map(|(n, v)| (n.as_str(), v.as_str()))
+    pub fn postings_keys(&self) -> Result<Vec<(String, String)>, BlockError> {
+        let (body, _) = Self::section(&self.src, self.toc.postings_table, "postings offset table")?;
+        let mut pos = 4;
+        let mut keys = Vec::new();
+        while pos < body.len() {
+            let (n, v, _) = get_table_entry(&body, &mut pos)
+                .ok_or_else(|| self.src.corrupt("postings offset table: bad entry"))?;
+            keys.push((n.to_string(), v.to_string()));
+        }
+        Ok(keys)
+    }
+
+    /// Offset of the postings list of `name=value`, from the run of the table holding it.
+    fn postings_offset(&self, name: &str, value: &str) -> Result<Option<u64>, BlockError> {
+        let run = self
+            .table
+            .partition_point(|s| (s.name.as_str(), s.value.as_str()) <= (name, value));
+        if run == 0 {
+            return Ok(None);
+        }
+        let start = self.table[run - 1].at;
+        let end = self.table.get(run).map_or(self.table_end, |s| s.at);
+        let b = self.src.read(start, end - start)?;
+        let mut pos = 0;
+        while pos < b.len() {
+            let (n, v, off) = get_table_entry(&b, &mut pos)
+                .ok_or_else(|| self.src.corrupt("postings offset table: bad entry"))?;
+            match (n, v).cmp(&(name, value)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(Some(off)),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Ok(None)
     }
 
     /// The series ids of the postings list for `name=value` (`("", "")` = all series); empty if absent.
     pub fn postings(&self, name: &str, value: &str) -> Result<Vec<u32>, BlockError> {
-        let Some(&off) = self.postings.get(&(name.to_string(), value.to_string())) else {
+        let Some(off) = self.postings_offset(name, value)? else {
             return Ok(Vec::new());
         };
-        let body = section(&self.b, off as usize)?;
-        let n = be32(&self.b, body.start)? as usize;
-        if body.len() != 4 + 4 * n {
-            return Err(corrupt("postings list length mismatch"));
+        let what = format!("postings list {name}={value:?}");
+        let (b, _) = Self::section(&self.src, off, &what)?;
+        let n = be32(&b, 0).unwrap_or(0) as usize;
+        if b.len() != 4 + 4 * n {
+            return Err(self.src.corrupt(format_args!("{what}: length mismatch")));
         }
-        (0..n)
-            .map(|i| be32(&self.b, body.start + 4 + 4 * i))
-            .collect()
-    }
-
-    fn symbol(&self, r: Option<u64>) -> Result<&str, BlockError> {
-        r.and_then(|r| self.symbols.get(r as usize))
-            .map(String::as_str)
-            .ok_or_else(|| corrupt("bad symbol reference"))
+        Ok(b[4..]
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// The labels and chunk metas of the series with id `id` (offset / 16).
     pub fn series(&self, id: u32) -> Result<(Labels, Vec<IndexChunk>), BlockError> {
-        let mut pos = id as usize * 16;
-        let len =
-            get_uvarint(&self.b, &mut pos).ok_or_else(|| corrupt("bad series length"))? as usize;
-        let e = pos
-            .checked_add(len)
-            .and_then(|end| self.b.get(pos..end))
-            .ok_or_else(|| corrupt("series truncated"))?;
-        if crc32c::crc32c(e) != be32(&self.b, pos + len)? {
-            return Err(corrupt(format!("series {id}: checksum mismatch")));
+        self.series_cached(id, &mut SymbolCache::default())
+    }
+
+    /// [`Self::series`] looking symbols up in (and adding them to) `cache`.
+    pub(crate) fn series_cached(
+        &self,
+        id: u32,
+        cache: &mut SymbolCache,
+    ) -> Result<(Labels, Vec<IndexChunk>), BlockError> {
+        let bad = |m: &str| self.src.corrupt(format_args!("series {id}: {m}"));
+        let (b, p) = self
+            .src
+            .read_record(u64::from(id) * 16, 4, SERIES_READ_GUESS)?;
+        let (e, crc) = b[p..].split_at(b.len() - p - 4);
+        if crc32c::crc32c(e).to_be_bytes()[..] != crc[..] {
+            return Err(bad("checksum mismatch"));
         }
         let mut p = 0;
-        let bad = || corrupt(format!("series {id}: bad entry"));
-        let nl = get_uvarint(e, &mut p).ok_or_else(bad)?;
-        let mut pairs = Vec::with_capacity(nl as usize);
+        let nl = get_uvarint(e, &mut p).ok_or_else(|| bad("bad entry"))?;
+        let mut refs = Vec::new();
         for _ in 0..nl {
-            let n = self.symbol(get_uvarint(e, &mut p))?;
-            let v = self.symbol(get_uvarint(e, &mut p))?;
-            pairs.push((n, v));
+            let n = get_uvarint(e, &mut p).ok_or_else(|| bad("bad entry"))?;
+            let v = get_uvarint(e, &mut p).ok_or_else(|| bad("bad entry"))?;
+            for r in [n, v] {
+                if let std::collections::hash_map::Entry::Vacant(e) = cache.0.entry(r) {
+                    e.insert(self.symbol(r)?);
+                }
+            }
+            refs.push((n, v));
         }
+        let pairs = refs
+            .iter()
+            .map(|(n, v)| (cache.0[n].as_str(), cache.0[v].as_str()));
+        let labels = Labels::from_sorted(pairs);
+        let bad = || bad("bad chunk metas");
         let nc = get_uvarint(e, &mut p).ok_or_else(bad)?;
-        let mut chunks = Vec::with_capacity(nc as usize);
+        let mut chunks = Vec::new();
         let (mut t0, mut ref0) = (0i64, 0i64);
         for i in 0..nc {
             let mint = if i == 0 {
@@ -381,9 +506,16 @@ impl IndexReader {
                 reference: reference as u64,
             });
         }
-        Ok((Labels::from_sorted(pairs), chunks))
+        Ok((labels, chunks))
     }
 }
+
+/// How many bytes a first read of a series entry fetches.
+const SERIES_READ_GUESS: u64 = 512;
+
+/// Symbols already read, by reference: one per query, so that `__name__`, `job`, ... are read once.
+#[derive(Default)]
+pub(crate) struct SymbolCache(HashMap<u64, String>);
 
 #[cfg(test)]
 mod tests {
@@ -392,7 +524,7 @@ mod tests {
     #[test]
     fn empty_and_small_indexes_parse() {
         let r = IndexReader::from_bytes(encode_index(&[]).unwrap()).unwrap();
-        assert_eq!(r.symbols(), [""]);
+        assert_eq!(r.symbols().unwrap(), [""]);
         assert_eq!(r.postings("", "").unwrap(), Vec::<u32>::new());
 
         let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
@@ -416,7 +548,10 @@ mod tests {
         }];
         let buf = encode_index(&[(&a, ca.clone()), (&b, cb.clone())]).unwrap();
         let r = IndexReader::from_bytes(buf).unwrap();
-        assert_eq!(r.symbols(), ["", "__name__", "a", "b", "job", "up"]);
+        assert_eq!(
+            r.symbols().unwrap(),
+            ["", "__name__", "a", "b", "job", "up"]
+        );
         let toc = r.toc();
         assert_eq!(toc.label_indices, toc.postings);
         assert_eq!(toc.label_indices_table, toc.postings_table);
@@ -427,7 +562,8 @@ mod tests {
         assert_eq!(r.postings("job", "b").unwrap(), vec![all[1]]);
         assert_eq!(r.postings("__name__", "up").unwrap(), all);
         assert_eq!(r.postings("job", "c").unwrap(), Vec::<u32>::new());
-        let keys: Vec<_> = r.postings_keys().collect();
+        let keys = r.postings_keys().unwrap();
+        let keys: Vec<(&str, &str)> = keys.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(
             keys,
             [("", ""), ("__name__", "up"), ("job", "a"), ("job", "b")]
@@ -458,6 +594,39 @@ mod tests {
                     let _ = r.postings("job", "a");
                 }
             }
+        }
+    }
+
+    /// More than 32 symbols and table entries: lookups cross the kept samples' runs.
+    #[test]
+    fn sampled_symbols_and_postings_table_find_every_key() {
+        let names: Vec<String> = (0..100).map(|i| format!("v{i:03}")).collect();
+        let labels: Vec<Labels> = names
+            .iter()
+            .map(|v| Labels::from_pairs([("__name__", "up"), ("i", v.as_str())]))
+            .collect();
+        let series: Vec<(&Labels, Vec<IndexChunk>)> =
+            labels.iter().map(|l| (l, Vec::new())).collect();
+        let r = IndexReader::from_bytes(encode_index(&series).unwrap()).unwrap();
+        assert_eq!(r.symbols().unwrap().len(), 104);
+        // Only every 32nd symbol offset and table entry is kept.
+        assert_eq!((r.sym_at.len(), r.table.len()), (4, 4));
+        let all = r.postings("", "").unwrap();
+        assert_eq!(all.len(), 100);
+        for (k, (id, ls)) in all.iter().zip(&labels).enumerate() {
+            assert_eq!(&r.series(*id).unwrap().0, ls);
+            assert_eq!(r.postings("i", &names[k]).unwrap(), vec![*id]);
+        }
+        assert_eq!(r.postings_keys().unwrap().len(), 102);
+        for (n, v) in [
+            ("", "x"),
+            ("a", ""),
+            ("i", "v0311"),
+            ("i", "v"),
+            ("i", "z"),
+            ("zz", ""),
+        ] {
+            assert_eq!(r.postings(n, v).unwrap(), Vec::<u32>::new(), "{n}={v}");
         }
     }
 

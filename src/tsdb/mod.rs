@@ -9,6 +9,7 @@ pub mod head;
 pub mod index;
 pub mod labels;
 pub mod matcher;
+pub mod querier;
 pub mod record;
 #[cfg(test)]
 pub(crate) mod testutil;
