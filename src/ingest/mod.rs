@@ -114,7 +114,9 @@ impl Ingestor {
         }
         tenancy::validate(tenant)?;
         Ok(match self.tsdbs.get(tenant) {
-            Some(db) => db.select(mint, maxt, matchers),
+            Some(db) => db
+                .select(mint, maxt, matchers)
+                .map_err(|e| IngestError::Storage(e.to_string()))?,
             None => Vec::new(),
         })
     }

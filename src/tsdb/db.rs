@@ -57,6 +57,7 @@ use crate::tsdb::head::{
 };
 use crate::tsdb::labels::{pack_pairs, packed_hash, Labels};
 use crate::tsdb::matcher::Matcher;
+use crate::tsdb::querier::{merge_series, Block};
 use crate::tsdb::record::{
     decode_samples_into, decode_series_into, encode_samples, encode_series, record_type, RefSample,
     SAMPLES, SERIES,
@@ -239,6 +240,9 @@ pub struct Db {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Held while cutting blocks, so one cut of this TSDB runs at a time.
     compact_lock: Mutex<()>,
+    /// Finished local blocks, oldest first; readers keep their files open, so a block deleted
+    /// by retention stays readable for queries already holding it.
+    blocks: parking_lot::RwLock<Vec<Arc<Block>>>,
 }
 
 /// What one [`Db::compact`] or [`Db::flush`] did.
@@ -291,9 +295,10 @@ impl Db {
             ..HeadOptions::default()
         });
         remove_unfinished_blocks(dir)?;
+        let blocks = open_blocks(dir)?;
         // Everything below the end of the newest block is persisted: the floor for appends,
         // and WAL samples below it (a crash between a cut and the WAL truncation) are skipped.
-        if let Some(maxt) = local_blocks(dir)?.iter().map(|b| b.1).max() {
+        if let Some(maxt) = blocks.iter().map(|b| b.meta().max_time).max() {
             head.set_min_valid_time(maxt);
         }
         let started = Instant::now();
@@ -360,6 +365,7 @@ impl Db {
             sync_rx,
             thread: Mutex::new(Some(thread)),
             compact_lock: Mutex::new(()),
+            blocks: parking_lot::RwLock::new(blocks),
         })
     }
 
@@ -378,9 +384,62 @@ impl Db {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// Samples in `[mint, maxt]` of the series matching all `matchers`, sorted by labels.
-    pub fn select(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<SeriesSamples> {
-        self.head.select(mint, maxt, matchers)
+    /// Samples in `[mint, maxt]` of the series matching all `matchers`, sorted by labels:
+    /// local blocks and the head, seamlessly across cuts.
+    ///
+    /// The head is read first: a cut running meanwhile may move samples from the head into a
+    /// new block, and reading the block list afterwards finds them there (merging drops the
+    /// samples seen twice).
+    pub fn select(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<SeriesSamples>, TsdbError> {
+        let head = self.head.select(mint, maxt, matchers);
+        let blocks: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
+            .cloned()
+            .collect();
+        if blocks.is_empty() {
+            return Ok(head);
+        }
+        let mut parts = Vec::with_capacity(blocks.len() + 1);
+        for b in &blocks {
+            parts.push(b.select(mint, maxt, matchers)?);
+        }
+        parts.push(head);
+        Ok(merge_series(parts))
+    }
+
+    /// The finished local blocks, oldest first.
+    pub fn blocks(&self) -> Vec<Arc<Block>> {
+        self.blocks.read().clone()
+    }
+
+    /// Deletes local blocks (retention, once they are uploaded). Queries already reading them
+    /// finish: their files stay open.
+    pub fn delete_blocks(&self, ulids: &[Ulid]) -> Result<(), TsdbError> {
+        let gone: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (gone, kept) = blocks
+                .drain(..)
+                .partition(|b| ulids.contains(&b.meta().ulid));
+            *blocks = kept;
+            gone
+        };
+        for b in gone {
+            // Renamed first so a crash mid-delete never leaves a half block that looks whole.
+            let tmp = b.dir().with_extension("tmp-for-deletion");
+            std::fs::rename(b.dir(), &tmp)
+                .and_then(|_| std::fs::remove_dir_all(&tmp))
+                .map_err(|e| BlockError::io(b.dir(), e))?;
+            tracing::info!(dir = %b.dir().display(), "deleted local block");
+        }
+        Ok(())
     }
 
     /// Writes the head's chunks whose first sample is in `[mint, maxt)` as one block under `dir`.
@@ -480,6 +539,11 @@ impl Db {
         }
         let started = Instant::now();
         let ulid = self.write_head_block(&self.dir, mint, maxt, self.opts.thanos.as_ref())?;
+        if let Some(ulid) = ulid {
+            // Readable as a block before the head lets go of the samples.
+            let block = Block::open(&self.dir.join(ulid.to_string()))?;
+            self.blocks.write().push(Arc::new(block));
+        }
         let t = self.head.truncate(maxt);
         stats.chunks_removed += t.chunks_removed;
         stats.series_removed += t.series_removed;
@@ -976,8 +1040,8 @@ fn remove_unfinished_blocks(dir: &Path) -> Result<(), TsdbError> {
     Ok(())
 }
 
-/// `(ulid, maxTime)` of every finished block under `dir`.
-fn local_blocks(dir: &Path) -> Result<Vec<(Ulid, i64)>, TsdbError> {
+/// Opens every finished block under `dir`, oldest first.
+fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
     let io = |source| TsdbError::CreateDir {
         path: dir.to_path_buf(),
         source,
@@ -985,26 +1049,13 @@ fn local_blocks(dir: &Path) -> Result<Vec<(Ulid, i64)>, TsdbError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let Some(ulid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Ulid>().ok())
-        else {
-            continue;
-        };
-        let meta = std::fs::read(entry.path().join("meta.json"))
-            .map_err(|e| BlockError::io(&entry.path().join("meta.json"), e))?;
-        let v: serde_json::Value = serde_json::from_slice(&meta)
-            .map_err(|e| BlockError::Corrupt(format!("{}: {e}", entry.path().display())))?;
-        let maxt = v["maxTime"].as_i64().ok_or_else(|| {
-            BlockError::Corrupt(format!(
-                "{}: meta.json has no maxTime",
-                entry.path().display()
-            ))
-        })?;
-        out.push((ulid, maxt));
+        let name = entry.file_name();
+        let is_block = name.to_str().is_some_and(|n| n.parse::<Ulid>().is_ok());
+        if is_block && entry.path().is_dir() {
+            out.push(Arc::new(Block::open(&entry.path())?));
+        }
     }
-    out.sort();
+    out.sort_by_key(|b| b.meta().ulid);
     Ok(out)
 }
 
@@ -1231,6 +1282,7 @@ mod tests {
 
     fn all(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
         db.select(i64::MIN, i64::MAX, &[])
+            .unwrap()
             .into_iter()
             .map(|s| {
                 (
@@ -1347,6 +1399,7 @@ mod tests {
         // The head is not truncated yet: both ranges are still readable.
         let total: usize = db
             .select(i64::MIN, i64::MAX, &[])
+            .unwrap()
             .iter()
             .map(|s| s.samples.len())
             .sum();
@@ -1359,7 +1412,8 @@ mod tests {
     fn dump_blocks(db_dir: &Path) -> (HashMap<String, Vec<(i64, u64)>>, u64) {
         let out = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(out.path().join("wal")).unwrap(); // promtool 2.42 opens it
-        for (ulid, _) in local_blocks(db_dir).unwrap() {
+        for b in open_blocks(db_dir).unwrap() {
+            let ulid = b.meta().ulid;
             let (src, dst) = (
                 db_dir.join(ulid.to_string()),
                 out.path().join(ulid.to_string()),
@@ -1385,7 +1439,8 @@ mod tests {
 
     /// Everything `db` holds in its head, keyed like [`dump_blocks`].
     fn head_samples(db: &Db) -> HashMap<String, Vec<(i64, u64)>> {
-        db.select(i64::MIN, i64::MAX, &[])
+        db.head()
+            .select(i64::MIN, i64::MAX, &[])
             .into_iter()
             .map(|s| {
                 (
@@ -1481,9 +1536,9 @@ mod tests {
             }
         }
         assert_eq!(blocks.len(), 2);
-        let metas = local_blocks(&path).unwrap();
+        let metas = open_blocks(&path).unwrap();
         assert_eq!(
-            metas.iter().map(|b| b.1).collect::<Vec<_>>(),
+            metas.iter().map(|b| b.meta().max_time).collect::<Vec<_>>(),
             vec![base + RANGE, base + 2 * RANGE]
         );
         // Appends below the last cut are out of bounds now.
@@ -1508,6 +1563,28 @@ mod tests {
             "only the live series stay in the head"
         );
         assert_dump_eq(&union(&[&blocks_got, &head]), &want);
+        // Reads see blocks and head as one.
+        let read_all = db.select(i64::MIN, i64::MAX, &[]).unwrap();
+        let read_map: HashMap<String, Vec<(i64, u64)>> = read_all
+            .iter()
+            .map(|s| {
+                (
+                    go_labels(&s.labels),
+                    s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect();
+        assert_dump_eq(&read_map, &want);
+        let m = Matcher::new(MatchType::Equal, "instance", "host-3").unwrap();
+        let one = db
+            .select(base + RANGE - 60_000, base + RANGE + 60_000, &[m])
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            one[0].samples.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![base + RANGE - 60_000, base + RANGE, base + RANGE + 60_000],
+            "across the cut"
+        );
         assert!(last_checkpoint(&path.join("wal")).unwrap().is_some());
         db.close().unwrap();
         drop(db);
@@ -1585,10 +1662,10 @@ mod tests {
         assert_eq!(st.blocks.len(), 2, "{st:?}");
         let last = base + 30 * 60_000 + 169 * 60_000;
         assert_eq!(
-            local_blocks(&path)
+            open_blocks(&path)
                 .unwrap()
                 .iter()
-                .map(|b| b.1)
+                .map(|b| b.meta().max_time)
                 .collect::<Vec<_>>(),
             vec![base + RANGE, last + 1]
         );
@@ -1764,7 +1841,10 @@ mod tests {
             )]
         );
         let m = Matcher::new(MatchType::Regex, "job", "x|y").unwrap();
-        assert_eq!(db.select(now, now, &[m])[0].samples, vec![(now, 2.0)]);
+        assert_eq!(
+            db.select(now, now, &[m]).unwrap()[0].samples,
+            vec![(now, 2.0)]
+        );
         assert_eq!(db.head().max_time(), now + 1000);
     }
 
