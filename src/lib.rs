@@ -8,10 +8,12 @@
 pub mod cli;
 pub mod grpc;
 pub mod ingest;
+pub mod objstore;
 pub mod query;
 pub mod remote_write;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod shipper;
 pub mod tenancy;
 pub mod tsdb;
