@@ -143,6 +143,18 @@ pub struct StorageArgs {
     /// Block range (hidden: tests use minutes).
     #[arg(long = "tsdb.block-duration", default_value = "2h", value_parser = parse_duration, hide = true)]
     pub block_duration: Duration,
+    /// Local blocks older than this are deleted, once uploaded when a bucket is configured (0 keeps them).
+    #[arg(long = "tsdb.retention", default_value = "15d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// Thanos objstore YAML file (`type: FILESYSTEM|S3|GCS|AZURE`, `config: {...}`) to upload blocks to.
+    #[arg(long = "objstore.config-file", conflicts_with = "objstore_config")]
+    pub objstore_config_file: Option<PathBuf>,
+    /// The same YAML inline (alternative to --objstore.config-file).
+    #[arg(long = "objstore.config")]
+    pub objstore_config: Option<String>,
+    /// How long shutdown keeps retrying uploads of the last blocks before exiting.
+    #[arg(long = "shipper.shutdown-timeout", default_value = "2m", value_parser = parse_duration)]
+    pub shipper_shutdown_timeout: Duration,
 }
 
 /// Parses a Prometheus duration such as `5s`, `1m30s`, `2h`, `15d`, `500ms`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 use metrics_exporter_prometheus::{Matcher as MetricMatcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, HashringCommand, RoutingArgs, ServerArgs, StorageArgs};
@@ -142,17 +143,7 @@ async fn serve_async(
         max_decompressed_bytes: server.max_decompressed_bytes,
     };
 
-    let ingestor = storage.as_ref().map(|s| {
-        let opts = DbOptions {
-            block_range_ms: s.block_duration.as_millis() as i64,
-            too_far_in_future_ms: s.too_far_in_future.as_millis() as i64,
-            wal_compression: s.wal_compression,
-            ..DbOptions::default()
-        };
-        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts))
-    });
-
-    let router = match routing
+    let ring = match routing
         .as_ref()
         .and_then(|r| r.hashrings_file.clone().map(|f| (r, f)))
     {
@@ -160,10 +151,36 @@ async fn serve_async(
             if r.replication_factor == 0 {
                 return Err("--receive.replication-factor must be at least 1".into());
             }
-            if ingestor.is_some() && r.local_endpoint.is_none() {
+            if storage.is_some() && r.local_endpoint.is_none() {
                 return Err("all-in-one with --receive.hashrings-file needs --receive.local-endpoint naming this node's endpoint in that file".into());
             }
             let handle = ring::watch(file, r.algorithm, r.replication_factor, r.hashrings_refresh)?;
+            Some((r, handle))
+        }
+        None => None,
+    };
+
+    let ingestor = storage.as_ref().map(|s| {
+        let opts = DbOptions {
+            block_range_ms: s.block_duration.as_millis() as i64,
+            too_far_in_future_ms: s.too_far_in_future.as_millis() as i64,
+            wal_compression: s.wal_compression,
+            ..DbOptions::default()
+        };
+        let labels = tenant_labels(
+            s.labels.clone(),
+            server.tenant_label_name.clone(),
+            ring.as_ref().map(|(_, h)| h.clone()),
+        );
+        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts, labels))
+    });
+    let bucket = match &storage {
+        Some(s) => open_bucket(s, mode)?,
+        None => None,
+    };
+
+    let router = match ring {
+        Some((r, handle)) => {
             Some(Arc::new(Router::new(
                 handle,
                 r.replication_factor,
@@ -234,6 +251,28 @@ async fn serve_async(
                 .map_err(std::io::Error::other)
         });
 
+        let s = storage.as_ref().expect("an ingestor has storage flags");
+        let shipper_wake = bucket.as_ref().map(|b| {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let ing = ingestor.clone();
+            tokio::spawn(crate::shipper::run(
+                b.clone(),
+                move || ing.tenant_dirs(),
+                wake.clone(),
+                SHIPPER_INTERVAL,
+                stop_rx.clone(),
+            ));
+            wake
+        });
+        let check = (s.block_duration / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(ingestor.clone().run_maintenance(
+            check,
+            s.retention,
+            bucket.is_some(),
+            shipper_wake,
+            stop_rx.clone(),
+        ));
+
         let replaying = ingestor.clone();
         let started = std::time::Instant::now();
         let replay = tokio::task::spawn_blocking(move || replaying.replay());
@@ -275,10 +314,86 @@ async fn serve_async(
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    if let Some(ingestor) = ingestor {
-        tokio::task::spawn_blocking(move || ingestor.close()).await?;
+    if let (Some(ingestor), Some(s)) = (ingestor, storage) {
+        // Nothing is accepted any more: make the WAL durable, persist every head as blocks,
+        // then ship them (what cannot be shipped now stays on disk for the next start).
+        let ing = ingestor.clone();
+        let blocks = tokio::task::spawn_blocking(move || {
+            ing.close();
+            if ing.is_ready() {
+                ing.flush()
+            } else {
+                0
+            }
+        })
+        .await?;
+        tracing::info!(blocks, "heads flushed to blocks");
+        if let Some(bucket) = &bucket {
+            let deadline = std::time::Instant::now() + s.shipper_shutdown_timeout;
+            let pending =
+                crate::shipper::sync_all_until_done(bucket, ingestor.tenant_dirs(), deadline).await;
+            if pending.is_empty() {
+                tracing::info!("all blocks uploaded");
+            }
+        }
     }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the shipper looks for blocks besides being woken after each cut.
+const SHIPPER_INTERVAL: Duration = Duration::from_secs(30);
+
+/// External labels of a tenant's blocks, as Thanos receive sets them: the `--label` flags, the
+/// tenant label, and the `external_labels` of the hashring serving the tenant (read when the
+/// tenant's TSDB is opened).
+fn tenant_labels(
+    flags: Vec<(String, String)>,
+    tenant_label: String,
+    ring: Option<ring::RingHandle>,
+) -> crate::ingest::multitsdb::TenantLabels {
+    Arc::new(move |tenant: &str| {
+        let mut labels: std::collections::BTreeMap<String, String> =
+            flags.iter().cloned().collect();
+        if let Some(m) = ring.as_ref().and_then(|r| r.current()) {
+            if let Some(r) = m.ring_for_tenant(tenant).ok().and_then(|id| m.ring(id)) {
+                labels.extend(r.external_labels().clone());
+            }
+        }
+        labels.insert(tenant_label.clone(), tenant.to_string());
+        labels
+    })
+}
+
+/// The bucket blocks are shipped to: the objstore config when given, else (all-in-one) a local
+/// directory `<tsdb.path>/_bucket`, else none (an ingestor keeps blocks until retention).
+fn open_bucket(
+    s: &StorageArgs,
+    mode: &str,
+) -> Result<Option<crate::objstore::Bucket>, RunError> {
+    let yaml = match (&s.objstore_config_file, &s.objstore_config) {
+        (Some(f), _) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("reading --objstore.config-file {}: {e}", f.display()))?,
+        ),
+        (None, Some(y)) => Some(y.clone()),
+        (None, None) => None,
+    };
+    let bucket = match yaml {
+        Some(y) => crate::objstore::parse_bucket_config(&y)
+            .map_err(|e| format!("objstore config: {e}"))?,
+        None if mode == "all-in-one" => {
+            let dir = s.tsdb_path.join(crate::tenancy::LOCAL_BUCKET_DIR);
+            crate::objstore::local_bucket(&dir)
+                .map_err(|e| format!("local bucket {}: {e}", dir.display()))?
+        }
+        None => {
+            tracing::warn!("no --objstore.config-file: blocks are not uploaded and stay local until --tsdb.retention");
+            return Ok(None);
+        }
+    };
+    tracing::info!(bucket = %bucket.description, "shipping blocks");
+    Ok(Some(bucket))
 }
 
 async fn shutdown_signal() {

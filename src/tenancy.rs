@@ -11,7 +11,13 @@ pub enum TenantError {
     /// The name cannot be used as a directory name under `--tsdb.path`.
     #[error("invalid tenant {0:?}: a tenant must be one plain path component (no '/', '\\', NUL, '.' or '..', at most 255 bytes)")]
     Invalid(String),
+    /// The name is a directory the ingestor uses for itself under `--tsdb.path`.
+    #[error("tenant name {0:?} is reserved: it is the local bucket directory under --tsdb.path")]
+    Reserved(String),
 }
+
+/// Directory of the default local bucket under `--tsdb.path` (never a tenant).
+pub const LOCAL_BUCKET_DIR: &str = "_bucket";
 
 /// Picks the tenant from the header value, falling back to the default when absent or empty.
 pub fn tenant_from_header<'a>(
@@ -35,6 +41,9 @@ pub fn validate(tenant: &str) -> Result<(), TenantError> {
         || tenant.contains(['/', '\\', '\0']);
     if bad {
         return Err(TenantError::Invalid(tenant.chars().take(64).collect()));
+    }
+    if tenant == LOCAL_BUCKET_DIR {
+        return Err(TenantError::Reserved(tenant.to_string()));
     }
     Ok(())
 }
@@ -65,6 +74,10 @@ mod tests {
             assert!(validate(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(validate(&"x".repeat(256)).is_err());
+        assert_eq!(
+            validate(LOCAL_BUCKET_DIR),
+            Err(TenantError::Reserved(LOCAL_BUCKET_DIR.into()))
+        );
         assert!(validate("tenant.with.dots").is_ok());
         assert!(validate("..x").is_ok());
     }

@@ -4,13 +4,16 @@ pub mod multitsdb;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::remote_write::{Series, WriteRequest};
 use crate::tenancy::{self, TenantError};
-use crate::tsdb::db::{AppendError, AppendStats, DbOptions};
+use crate::tsdb::block::Ulid;
+use crate::tsdb::db::{AppendError, AppendStats, Db, DbOptions};
 use crate::tsdb::head::SeriesSamples;
 use crate::tsdb::matcher::Matcher;
-use multitsdb::MultiTsdb;
+use multitsdb::{MultiTsdb, TenantLabels};
 
 /// Why a local write failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,14 +49,18 @@ pub enum IngestError {
 pub struct Ingestor {
     tsdbs: MultiTsdb,
     ready: AtomicBool,
+    /// Poked by writes that made a head compactable, so the cut does not wait for the tick.
+    compact_wake: tokio::sync::Notify,
 }
 
 impl Ingestor {
     /// An ingestor storing under `base`; not ready until [`Ingestor::replay`] ran.
-    pub fn new(base: PathBuf, opts: DbOptions) -> Self {
+    /// `labels` gives the external labels of each tenant's blocks.
+    pub fn new(base: PathBuf, opts: DbOptions, labels: TenantLabels) -> Self {
         Self {
-            tsdbs: MultiTsdb::new(base, opts),
+            tsdbs: MultiTsdb::new(base, opts, labels),
             ready: AtomicBool::new(false),
+            compact_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -88,6 +95,9 @@ impl Ingestor {
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!("ringest_head_series", "tenant" => tenant.to_string())
             .set(db.head().num_series() as f64);
+        if db.compactable() {
+            self.compact_wake.notify_one();
+        }
         match result {
             Ok(stats) => {
                 record_written(tenant, &stats);
@@ -124,6 +134,137 @@ impl Ingestor {
     /// Syncs and closes every TSDB.
     pub fn close(&self) {
         self.tsdbs.close();
+    }
+
+    /// Every open tenant and its TSDB directory (for the shipper).
+    pub fn tenant_dirs(&self) -> Vec<(String, PathBuf)> {
+        self.tsdbs
+            .tenants()
+            .into_iter()
+            .map(|(t, db)| (t, db.dir().to_path_buf()))
+            .collect()
+    }
+
+    /// Cuts blocks of every compactable tenant, one tenant at a time (so a fleet of tenants
+    /// crossing a range boundary together costs one core, not all of them). Blocking. Returns
+    /// the number of blocks written.
+    pub fn compact(&self) -> usize {
+        let mut blocks = 0;
+        for (tenant, db) in self.tsdbs.tenants() {
+            if db.compactable() {
+                blocks += compact_one(&tenant, &db, Db::compact);
+            }
+        }
+        blocks
+    }
+
+    /// Shutdown: writes every head out as blocks (after [`Ingestor::close`]). Blocking.
+    pub fn flush(&self) -> usize {
+        self.tsdbs
+            .tenants()
+            .iter()
+            .map(|(tenant, db)| compact_one(tenant, db, Db::flush))
+            .sum()
+    }
+
+    /// Deletes local blocks past `retention` (by their max time); with `uploaded_only`, only
+    /// blocks the shipper has uploaded. Returns the number deleted.
+    pub fn apply_retention(&self, retention: Duration, uploaded_only: bool) -> usize {
+        if retention.is_zero() {
+            return 0;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let cutoff = now.saturating_sub(retention.as_millis() as i64);
+        let mut deleted = 0;
+        for (tenant, db) in self.tsdbs.tenants() {
+            let expired: Result<Vec<Ulid>, String> = if uploaded_only {
+                crate::shipper::expired_uploaded_blocks(db.dir(), retention, now)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(db
+                    .blocks()
+                    .iter()
+                    .filter(|b| b.meta().max_time < cutoff)
+                    .map(|b| b.meta().ulid)
+                    .collect())
+            };
+            let res = expired.and_then(|ulids| {
+                db.delete_blocks(&ulids).map_err(|e| e.to_string())?;
+                Ok(ulids.len())
+            });
+            match res {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::warn!(%tenant, error = %e, "retention failed"),
+            }
+        }
+        deleted
+    }
+
+    /// Background upkeep until `stop`: cuts blocks when a head turns compactable (woken by
+    /// writes, or every `check_interval`), wakes the shipper after each cut, and applies
+    /// retention every minute.
+    pub async fn run_maintenance(
+        self: Arc<Self>,
+        check_interval: Duration,
+        retention: Duration,
+        uploaded_only: bool,
+        shipper_wake: Option<Arc<tokio::sync::Notify>>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut last_retention = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.compact_wake.notified() => {}
+                _ = tokio::time::sleep(check_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if !self.is_ready() {
+                continue;
+            }
+            let me = self.clone();
+            let cut = tokio::task::spawn_blocking(move || me.compact())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "block cut panicked");
+                    0
+                });
+            if cut > 0 {
+                if let Some(w) = &shipper_wake {
+                    w.notify_one();
+                }
+            }
+            if last_retention.elapsed() >= Duration::from_secs(60) {
+                last_retention = std::time::Instant::now();
+                let me = self.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    me.apply_retention(retention, uploaded_only)
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// Runs a cut (`Db::compact` or `Db::flush`) of one tenant, logging and counting failures.
+fn compact_one(
+    tenant: &str,
+    db: &Db,
+    cut: impl Fn(&Db) -> Result<crate::tsdb::db::CompactStats, crate::tsdb::db::TsdbError>,
+) -> usize {
+    match cut(db) {
+        Ok(st) => {
+            metrics::gauge!("ringest_head_series", "tenant" => tenant.to_string())
+                .set(db.head().num_series() as f64);
+            st.blocks.len()
+        }
+        Err(e) => {
+            // The head keeps everything; the next tick tries again.
+            tracing::error!(%tenant, error = %e, "cutting a block failed");
+            metrics::counter!("ringest_tsdb_block_cut_failures_total").increment(1);
+            0
+        }
     }
 }
 

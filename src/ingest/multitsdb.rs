@@ -1,6 +1,6 @@
 //! One TSDB per tenant under `<tsdb.path>/<tenant>` (Thanos `pkg/receive/multitsdb.go`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,23 +8,29 @@ use parking_lot::RwLock;
 
 use super::IngestError;
 use crate::tenancy;
+use crate::tsdb::block::ThanosMeta;
 use crate::tsdb::db::{Db, DbOptions};
+
+/// External labels of a tenant's blocks (Thanos: `--label`s, the tenant label, ring labels).
+pub type TenantLabels = Arc<dyn Fn(&str) -> BTreeMap<String, String> + Send + Sync>;
 
 /// The tenants' TSDBs, opened at start-up or on a tenant's first write.
 pub struct MultiTsdb {
     base: PathBuf,
     opts: DbOptions,
+    labels: TenantLabels,
     tenants: RwLock<HashMap<String, Arc<Db>>>,
     // Serialises opening so two first writes of one tenant open its TSDB once.
     opening: tokio::sync::Mutex<()>,
 }
 
 impl MultiTsdb {
-    /// An empty set storing under `base`.
-    pub fn new(base: PathBuf, opts: DbOptions) -> Self {
+    /// An empty set storing under `base`; `labels` gives each tenant's block labels.
+    pub fn new(base: PathBuf, opts: DbOptions, labels: TenantLabels) -> Self {
         Self {
             base,
             opts,
+            labels,
             tenants: RwLock::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
         }
@@ -58,8 +64,20 @@ impl MultiTsdb {
         Ok(())
     }
 
+    /// The directory holding `tenant`'s TSDB (WAL, blocks, shipper state).
+    pub fn dir(&self, tenant: &str) -> PathBuf {
+        self.base.join(tenant)
+    }
+
     fn open_db(&self, tenant: &str) -> Result<Db, IngestError> {
-        Db::open(&self.base.join(tenant), self.opts.clone()).map_err(|e| IngestError::Open {
+        let opts = DbOptions {
+            thanos: Some(ThanosMeta {
+                labels: (self.labels)(tenant),
+                source: "receive".into(),
+            }),
+            ..self.opts.clone()
+        };
+        Db::open(&self.dir(tenant), opts).map_err(|e| IngestError::Open {
             tenant: tenant.to_string(),
             message: e.to_string(),
         })
