@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real components the end-to-end tests (tests/e2e_*.rs) drive, and nothing else:
 #   - Prometheus 2.42 and promtool (Debian package `prometheus`; the tests' oracles),
-#   - an external `kill` binary (procps; the harness sends SIGTERM with it).
+#   - an external `kill` binary (procps; the harness sends SIGTERM with it),
+#   - moto's S3-protocol server (`moto_server`, PyPI `moto[server]`, pinned) in a Python venv at
+#     ${RINGEST_VENV:-$HOME/.cache/ringest/venv}, for the block shipper's S3 test
+#     (tests/e2e_s3_shipper.rs finds it there, or at $MOTO_SERVER_BIN).
 # Idempotent: installs only what is missing, and is quiet when everything is there.
 # The harness honours $PROMETHEUS_BIN and $PROMTOOL_BIN to use other binaries instead.
 set -euo pipefail
@@ -13,6 +16,7 @@ need=()
 command -v "$prometheus_bin" >/dev/null 2>&1 || need+=(prometheus)
 command -v "$promtool_bin" >/dev/null 2>&1 || need+=(prometheus)
 type -P kill >/dev/null 2>&1 || need+=(procps)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   # Unique package names.
@@ -46,3 +50,18 @@ case "$version" in
   *) echo "install-test-deps: warning: the e2e tests were written against Prometheus 2.42, found: $version" >&2 ;;
 esac
 echo "$version"
+
+# moto's S3 server, pinned, in its own venv (no system Python packages touched).
+moto_version="5.2.5"
+venv="${RINGEST_VENV:-$HOME/.cache/ringest/venv}"
+moto_ok() {
+  [ -x "$venv/bin/moto_server" ] &&
+    [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$moto_version" ]
+}
+if ! moto_ok; then
+  echo "install-test-deps: installing moto[server]==$moto_version into $venv" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$moto_version" >&2
+  moto_ok || { echo "install-test-deps: moto_server not usable in $venv" >&2; exit 1; }
+fi
+echo "moto_server $moto_version: $venv/bin/moto_server"

@@ -161,9 +161,12 @@ impl HttpConfigYaml {
     fn client_options(
         &self,
         kind: &'static str,
+        allow_http: bool,
         warn: &mut Vec<String>,
     ) -> Result<ClientOptions, ObjstoreError> {
-        let mut opts = ClientOptions::new().with_timeout(REQUEST_TIMEOUT);
+        let mut opts = ClientOptions::new()
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_allow_http(allow_http);
         let mut ignored = Vec::new();
         for (name, set) in [
             ("idle_conn_timeout", self.idle_conn_timeout.is_some()),
@@ -561,8 +564,7 @@ fn s3_bucket(c: S3Yaml, warn: &mut Vec<String>) -> Result<Bucket, ObjstoreError>
         .with_bucket_name(&c.bucket)
         .with_region(&region)
         .with_endpoint(&url)
-        .with_virtual_hosted_style_request(!path_style)
-        .with_allow_http(c.insecure);
+        .with_virtual_hosted_style_request(!path_style);
     if !c.sts_endpoint.is_empty() {
         b = b.with_config(AmazonS3ConfigKey::StsEndpoint, &c.sts_endpoint);
     }
@@ -648,7 +650,7 @@ fn s3_bucket(c: S3Yaml, warn: &mut Vec<String>) -> Result<Bucket, ObjstoreError>
     if !ignored.is_empty() {
         warn.push(format!("{} not implemented, ignored", ignored.join(", ")));
     }
-    b = b.with_client_options(c.http_config.client_options(K, warn)?);
+    b = b.with_client_options(c.http_config.client_options(K, c.insecure, warn)?);
     install_tls_provider();
     let store = b
         .build()
@@ -706,7 +708,7 @@ fn gcs_bucket(c: GcsYaml, warn: &mut Vec<String>) -> Result<Bucket, ObjstoreErro
     if !ignored.is_empty() {
         warn.push(format!("{} not implemented, ignored", ignored.join(", ")));
     }
-    b = b.with_client_options(c.http_config.client_options(K, warn)?);
+    b = b.with_client_options(c.http_config.client_options(K, false, warn)?);
     install_tls_provider();
     let store = b
         .build()
@@ -824,9 +826,6 @@ fn azure_bucket(c: AzureYaml, warn: &mut Vec<String>) -> Result<Bucket, Objstore
         auth = "managed identity";
     }
     b = b.with_endpoint(endpoint.clone());
-    if endpoint.starts_with("http://") {
-        b = b.with_allow_http(true);
-    }
     if let Some(r) = retry_config(c.max_retries) {
         b = b.with_retry(r);
     }
@@ -847,7 +846,11 @@ fn azure_bucket(c: AzureYaml, warn: &mut Vec<String>) -> Result<Bucket, Objstore
     if !ignored.is_empty() {
         warn.push(format!("{} not implemented, ignored", ignored.join(", ")));
     }
-    b = b.with_client_options(c.http_config.client_options(K, warn)?);
+    b = b.with_client_options(c.http_config.client_options(
+        K,
+        endpoint.starts_with("http://"),
+        warn,
+    )?);
     install_tls_provider();
     let store = b
         .build()

@@ -708,7 +708,7 @@ pub async fn run(
 ) {
     tracing::info!(bucket = %bucket.description, "block shipper started");
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
-    loop {
+    'rounds: loop {
         if *stop.borrow() {
             break;
         }
@@ -724,7 +724,8 @@ pub async fn run(
             let shipper = Shipper::new(tenant.clone(), dir, bucket.clone());
             let result = tokio::select! {
                 r = shipper.sync() => r,
-                _ = stop.changed() => return,
+                // Err: the sender is gone, which also means stop.
+                _ = stop.wait_for(|s| *s) => break 'rounds,
             };
             match result {
                 Ok(_) => {
@@ -745,7 +746,7 @@ pub async fn run(
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            r = stop.changed() => if r.is_err() { break },
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
     tracing::info!("block shipper stopped");
