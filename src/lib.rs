@@ -2,10 +2,12 @@
 //!
 //! Data flows top to bottom through the modules: [`remote_write`] decodes a request, [`tenancy`]
 //! names its tenant, [`router`] places each series on the hash ring and replicates it over [`grpc`],
-//! [`ingest`] appends to the tenant's [`tsdb`], and [`query`] reads it back for Prometheus remote
-//! read. [`server`] holds the HTTP and gRPC front ends and [`run`] wires a subcommand together.
+//! [`ingest`] appends to the tenant's [`tsdb`], which cuts blocks that [`shipper`] uploads to an
+//! [`objstore`] bucket, and [`query`] reads it back for Prometheus remote read. [`server`] holds
+//! the HTTP and gRPC front ends and [`run`] wires a subcommand together.
 
 pub mod cli;
+pub mod failpoint;
 pub mod grpc;
 pub mod ingest;
 pub mod objstore;

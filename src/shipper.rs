@@ -536,6 +536,7 @@ impl Shipper {
             } else {
                 stats.bytes += self.upload(b).await?;
                 stats.uploaded += 1;
+                crate::failpoint::hit("ship.after_meta");
             }
             recorded.insert(b.ulid);
             self.save(&order, &recorded).await?;
@@ -584,6 +585,7 @@ impl Shipper {
             let key = self.bucket.key(&format!("{}/{rel}", b.ulid));
             bytes += self.upload_file(&b.dir.join(rel), &key).await?;
         }
+        crate::failpoint::hit("ship.before_meta");
         let key = self.bucket.key(&format!("{}/meta.json", b.ulid));
         bytes += meta.len() as u64;
         self.bucket

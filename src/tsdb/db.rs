@@ -539,6 +539,7 @@ impl Db {
         }
         let started = Instant::now();
         let ulid = self.write_head_block(&self.dir, mint, maxt, self.opts.thanos.as_ref())?;
+        crate::failpoint::hit("cut.after_block_write");
         if let Some(ulid) = ulid {
             // Readable as a block before the head lets go of the samples.
             let block = Block::open(&self.dir.join(ulid.to_string()))?;
@@ -594,6 +595,7 @@ impl Db {
             self.opts.wal_compression,
         )
         .map_err(cp)?;
+        crate::failpoint::hit("cut.after_wal_checkpoint");
         delete_segments_before(&wal_dir, last + 1).map_err(cp)?;
         tracing::info!(
             dir = %wal_dir.display(),
