@@ -104,7 +104,11 @@ fn main() {
     let dir = std::env::var_os("RINGEST_PROFILE_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let ingestor = Arc::new(Ingestor::new(dir, DbOptions::default()));
+    let ingestor = Arc::new(Ingestor::new(
+        dir,
+        DbOptions::default(),
+        ringest::ingest::multitsdb::tenant_label("tenant_id"),
+    ));
     ingestor.replay().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(writers)

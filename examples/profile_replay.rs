@@ -14,7 +14,11 @@ fn main() {
         .nth(1)
         .expect("usage: profile_replay <tsdb.path>");
     let started = Instant::now();
-    let ingestor = Ingestor::new(dir.into(), DbOptions::default());
+    let ingestor = Ingestor::new(
+        dir.into(),
+        DbOptions::default(),
+        ringest::ingest::multitsdb::tenant_label("tenant_id"),
+    );
     ingestor.replay().expect("replay");
     let elapsed = started.elapsed().as_secs_f64();
     println!("replayed in {elapsed:.2}s");

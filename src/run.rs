@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use axum::http::HeaderName;
 use metrics_exporter_prometheus::{Matcher as MetricMatcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, HashringCommand, RoutingArgs, ServerArgs, StorageArgs};
@@ -180,16 +180,14 @@ async fn serve_async(
     };
 
     let router = match ring {
-        Some((r, handle)) => {
-            Some(Arc::new(Router::new(
-                handle,
-                r.replication_factor,
-                r.forward_timeout,
-                limits.max_decompressed_bytes,
-                r.local_endpoint.clone(),
-                ingestor.clone(),
-            )))
-        }
+        Some((r, handle)) => Some(Arc::new(Router::new(
+            handle,
+            r.replication_factor,
+            r.forward_timeout,
+            limits.max_decompressed_bytes,
+            r.local_endpoint.clone(),
+            ingestor.clone(),
+        ))),
         None if ingestor.is_none() => {
             return Err("router needs --receive.hashrings-file".into());
         }
@@ -367,10 +365,7 @@ fn tenant_labels(
 
 /// The bucket blocks are shipped to: the objstore config when given, else (all-in-one) a local
 /// directory `<tsdb.path>/_bucket`, else none (an ingestor keeps blocks until retention).
-fn open_bucket(
-    s: &StorageArgs,
-    mode: &str,
-) -> Result<Option<crate::objstore::Bucket>, RunError> {
+fn open_bucket(s: &StorageArgs, mode: &str) -> Result<Option<crate::objstore::Bucket>, RunError> {
     let yaml = match (&s.objstore_config_file, &s.objstore_config) {
         (Some(f), _) => Some(
             std::fs::read_to_string(f)
@@ -380,8 +375,9 @@ fn open_bucket(
         (None, None) => None,
     };
     let bucket = match yaml {
-        Some(y) => crate::objstore::parse_bucket_config(&y)
-            .map_err(|e| format!("objstore config: {e}"))?,
+        Some(y) => {
+            crate::objstore::parse_bucket_config(&y).map_err(|e| format!("objstore config: {e}"))?
+        }
         None if mode == "all-in-one" => {
             let dir = s.tsdb_path.join(crate::tenancy::LOCAL_BUCKET_DIR);
             crate::objstore::local_bucket(&dir)

@@ -14,6 +14,12 @@ use crate::tsdb::db::{Db, DbOptions};
 /// External labels of a tenant's blocks (Thanos: `--label`s, the tenant label, ring labels).
 pub type TenantLabels = Arc<dyn Fn(&str) -> BTreeMap<String, String> + Send + Sync>;
 
+/// Block labels holding only the tenant, under `name` (Thanos default `tenant_id`).
+pub fn tenant_label(name: &str) -> TenantLabels {
+    let name = name.to_string();
+    Arc::new(move |tenant: &str| BTreeMap::from([(name.clone(), tenant.to_string())]))
+}
+
 /// The tenants' TSDBs, opened at start-up or on a tenant's first write.
 pub struct MultiTsdb {
     base: PathBuf,
