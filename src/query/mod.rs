@@ -4,7 +4,6 @@
 //! keeps one sample per timestamp. An acknowledged sample is on at least a write quorum of replicas,
 //! so up to RF - quorum ingestors may fail; more failures answer 503 instead of a silent gap.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +13,9 @@ use proto::prompb::{self, LabelMatcher, MatcherType, QueryResult, ReadRequest, R
 use crate::ingest::{IngestError, Ingestor};
 use crate::router::Router;
 use crate::tsdb::head::SeriesSamples;
+use crate::tsdb::labels::Labels;
 use crate::tsdb::matcher::{MatchType, Matcher};
+use crate::tsdb::querier::merge_series;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,33 +171,24 @@ pub fn merge_results(parts: Vec<QueryResult>) -> QueryResult {
     if parts.len() == 1 {
         return parts.into_iter().next().unwrap_or_default();
     }
-    let mut merged: BTreeMap<Vec<(String, String)>, BTreeMap<i64, f64>> = BTreeMap::new();
-    for part in parts {
-        for ts in part.timeseries {
-            let mut key: Vec<(String, String)> =
-                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-            key.sort();
-            let samples = merged.entry(key).or_default();
-            for s in ts.samples {
-                samples.entry(s.timestamp).or_insert(s.value);
-            }
-        }
-    }
+    let parts = parts
+        .into_iter()
+        .map(|p| {
+            p.timeseries
+                .into_iter()
+                .map(|ts| SeriesSamples {
+                    labels: Labels::from_pairs(
+                        ts.labels
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str())),
+                    ),
+                    samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+                })
+                .collect()
+        })
+        .collect();
     QueryResult {
-        timeseries: merged
-            .into_iter()
-            .map(|(labels, samples)| prompb::TimeSeries {
-                labels: labels
-                    .into_iter()
-                    .map(|(name, value)| prompb::Label { name, value })
-                    .collect(),
-                samples: samples
-                    .into_iter()
-                    .map(|(timestamp, value)| prompb::Sample { value, timestamp })
-                    .collect(),
-                exemplars: Vec::new(),
-            })
-            .collect(),
+        timeseries: to_timeseries(merge_series(parts)),
     }
 }
 
