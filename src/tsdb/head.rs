@@ -942,6 +942,46 @@ mod tests {
     }
 
     #[test]
+    fn truncate_releases_chunks_series_and_postings() {
+        let head = Head::new(HeadOptions::default());
+        let (lo, hi) = (i64::MIN, i64::MAX);
+        // `old` only has samples in the first range; `live` in both.
+        let old = series(&head, &[("__name__", "a"), ("job", "old")]);
+        let live = series(&head, &[("__name__", "a"), ("job", "live")]);
+        for i in 0..300 {
+            let t = i * 60_000; // 0 .. 5h
+            if t < 2 * H {
+                head.append_sample(&mut old.lock(), t, 1.0, lo, hi).unwrap();
+            }
+            head.append_sample(&mut live.lock(), t, 2.0, lo, hi)
+                .unwrap();
+        }
+        head.update_min_max_time(0, 299 * 60_000);
+        let chunks_before = old.lock().num_chunks() + live.lock().num_chunks();
+
+        let st = head.truncate(2 * H);
+        assert_eq!(st.series_removed, 1);
+        assert_eq!(st.chunks_removed, chunks_before - live.lock().num_chunks());
+        assert_eq!(head.num_series(), 1);
+        assert_eq!(head.min_time(), 2 * H);
+        assert!(old.lock().removed && !live.lock().removed);
+        assert!(head.series_by_ref(old.r#ref).is_none());
+        // Postings of the removed series are gone; the shared `__name__` keeps `live`.
+        let by_job = |v: &str| head.select(lo, hi, &[m(MatchType::Equal, "job", v)]);
+        assert!(by_job("old").is_empty());
+        let all = head.select(lo, hi, &[m(MatchType::Equal, "__name__", "a")]);
+        assert_eq!(all.len(), 1);
+        assert!(all[0].samples.iter().all(|&(t, _)| t >= 2 * H));
+        assert_eq!(all[0].samples.len(), 300 - 120);
+        // The same labels come back as a new series under a new ref.
+        let again = series(&head, &[("__name__", "a"), ("job", "old")]);
+        assert!(again.r#ref > live.r#ref && !again.lock().removed);
+        assert_eq!(head.num_series(), 2);
+        // Truncating again releases nothing more than the new, empty series.
+        assert_eq!(head.truncate(2 * H).series_removed, 1);
+    }
+
+    #[test]
     fn min_valid_time_follows_head_max() {
         let head = Head::new(HeadOptions::default());
         assert!(!head.initialized());
