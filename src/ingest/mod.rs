@@ -280,3 +280,116 @@ fn record_written(tenant: &str, stats: &AppendStats) {
             .increment(rejected);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::testutil::req;
+
+    const H: i64 = 3_600_000;
+
+    fn ingestor(dir: &std::path::Path) -> Ingestor {
+        let ing = Ingestor::new(
+            dir.to_path_buf(),
+            DbOptions::default(),
+            multitsdb::tenant_label("tenant_id"),
+        );
+        ing.replay().unwrap();
+        ing
+    }
+
+    /// One sample a minute of one series from `from` for `hours`.
+    async fn write_hours(ing: &Ingestor, tenant: &str, from: i64, hours: i64) {
+        for i in 0..hours * 60 {
+            let r = req(&[(vec![("__name__", "up")], vec![(from + i * 60_000, 1.0)])]);
+            let refs: Vec<&Series> = r.series.iter().collect();
+            ing.write(tenant, &r, &refs).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_deletes_only_expired_uploaded_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = ingestor(dir.path());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // 10 days ago, aligned: two blocks cut (0-2h, 2-4h), the rest stays in the head.
+        let base = (now - 240 * H) / (2 * H) * (2 * H);
+        write_hours(&ing, "a", base, 7).await;
+        assert_eq!(ing.compact(), 2);
+        let db = ing.tsdbs.get("a").unwrap();
+        let blocks: Vec<Ulid> = db.blocks().iter().map(|b| b.meta().ulid).collect();
+        assert_eq!(blocks.len(), 2);
+        // Blocks carry the tenant label.
+        assert_eq!(
+            db.blocks()[0]
+                .meta()
+                .thanos_labels
+                .get("tenant_id")
+                .map(String::as_str),
+            Some("a")
+        );
+
+        // Not uploaded: kept however old, when uploads are required.
+        assert_eq!(ing.apply_retention(Duration::from_secs(86_400), true), 0);
+        // Upload the first block only.
+        let bucket = crate::objstore::local_bucket(&dir.path().join("bucket")).unwrap();
+        let shipper = crate::shipper::Shipper::new("a", db.dir(), bucket);
+        std::fs::rename(
+            db.dir().join(blocks[1].to_string()),
+            dir.path().join("aside"),
+        )
+        .unwrap();
+        assert_eq!(shipper.sync().await.unwrap().uploaded, 1);
+        std::fs::rename(
+            dir.path().join("aside"),
+            db.dir().join(blocks[1].to_string()),
+        )
+        .unwrap();
+        // Retention longer than the data's age keeps it; a day deletes the uploaded block only.
+        assert_eq!(
+            ing.apply_retention(Duration::from_secs(30 * 86_400), true),
+            0
+        );
+        assert_eq!(ing.apply_retention(Duration::from_secs(86_400), true), 1);
+        let left: Vec<Ulid> = db.blocks().iter().map(|b| b.meta().ulid).collect();
+        assert_eq!(left, vec![blocks[1]]);
+        assert!(!db.dir().join(blocks[0].to_string()).exists());
+        assert!(db.dir().join(blocks[1].to_string()).exists());
+        // Without a bucket (ingest with no objstore), age alone decides.
+        assert_eq!(ing.apply_retention(Duration::from_secs(86_400), false), 1);
+        assert!(db.blocks().is_empty());
+        // Zero keeps everything.
+        assert_eq!(ing.apply_retention(Duration::ZERO, false), 0);
+        ing.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_span_blocks_and_head_and_the_bucket_tenant_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = ingestor(dir.path());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let base = (now - 24 * H) / (2 * H) * (2 * H);
+        write_hours(&ing, "a", base, 4).await;
+        assert_eq!(ing.compact(), 1);
+        let got = ing.select("a", i64::MIN, i64::MAX, &[]).unwrap();
+        assert_eq!(got.len(), 1);
+        let ts: Vec<i64> = got[0].samples.iter().map(|s| s.0).collect();
+        let want: Vec<i64> = (0..4 * 60).map(|i| base + i * 60_000).collect();
+        assert_eq!(ts, want);
+
+        let r = req(&[(vec![("__name__", "up")], vec![(now, 1.0)])]);
+        let refs: Vec<&Series> = r.series.iter().collect();
+        let err = ing
+            .write(crate::tenancy::LOCAL_BUCKET_DIR, &r, &refs)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        ing.close();
+    }
+}

@@ -1244,37 +1244,11 @@ impl<'h> Replayer<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_write::{Label, Sample};
+    use crate::remote_write::Sample;
     use crate::tsdb::matcher::MatchType;
-    use crate::tsdb::testutil::{assert_dump_eq, go_labels, parse_dump, promtool};
+    use crate::tsdb::testutil::{assert_dump_eq, go_labels, parse_dump, promtool, req, TestSeries};
 
     const STALE: u64 = 0x7ff0000000000002;
-
-    /// A test series: label pairs and `(t, v)` samples.
-    type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
-
-    /// Builds a request; labels of each series are sorted here.
-    fn req<'a>(series: &[TestSeries<'a>]) -> WriteRequest<'a> {
-        let mut r = WriteRequest::default();
-        for (labels, samples) in series {
-            let mut labels = labels.clone();
-            labels.sort();
-            let l0 = r.labels.len() as u32;
-            let s0 = r.samples.len() as u32;
-            r.labels
-                .extend(labels.iter().map(|&(name, value)| Label { name, value }));
-            r.samples.extend(
-                samples
-                    .iter()
-                    .map(|&(timestamp, value)| Sample { timestamp, value }),
-            );
-            r.series.push(Series {
-                labels: l0..r.labels.len() as u32,
-                samples: s0..r.samples.len() as u32,
-            });
-        }
-        r
-    }
 
     async fn write(db: &Db, series: &[TestSeries<'_>]) -> Result<AppendStats, AppendError> {
         let r = req(series);

@@ -1,5 +1,6 @@
 //! Test helpers shared by the TSDB tests: running promtool and parsing `promtool tsdb dump`.
 
+use crate::remote_write::{Label, Sample, Series, WriteRequest};
 use crate::tsdb::labels::Labels;
 use std::collections::HashMap;
 use std::process::Command;
@@ -85,4 +86,30 @@ pub(crate) fn assert_dump_eq(
             }
         }
     }
+}
+
+/// A test series: label pairs and `(t, v)` samples.
+pub(crate) type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
+/// Builds a decoded write request; labels of each series are sorted here.
+pub(crate) fn req<'a>(series: &[TestSeries<'a>]) -> WriteRequest<'a> {
+    let mut r = WriteRequest::default();
+    for (labels, samples) in series {
+        let mut labels = labels.clone();
+        labels.sort();
+        let l0 = r.labels.len() as u32;
+        let s0 = r.samples.len() as u32;
+        r.labels
+            .extend(labels.iter().map(|&(name, value)| Label { name, value }));
+        r.samples.extend(
+            samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { timestamp, value }),
+        );
+        r.series.push(Series {
+            labels: l0..r.labels.len() as u32,
+            samples: s0..r.samples.len() as u32,
+        });
+    }
+    r
 }
