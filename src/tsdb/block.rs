@@ -429,46 +429,84 @@ pub(crate) fn write_block_segmented<'a>(
     if num_samples == 0 {
         return Err(BlockError::Empty);
     }
-    std::fs::create_dir_all(dir).map_err(|e| BlockError::io(dir, e))?;
-    let ulid = Ulid::generate();
-    let tmp = dir.join(format!("{ulid}.tmp-for-creation"));
-    let result = write_tmp_block(
-        &tmp,
-        ulid,
-        (mint, maxt),
-        &series,
-        num_samples,
-        thanos,
-        max_segment_size,
-    )
-    .and_then(|()| {
-        let fin = dir.join(ulid.to_string());
-        std::fs::rename(&tmp, &fin).map_err(|e| BlockError::io(&fin, e))?;
-        sync_dir(dir)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    let mut w = BlockWriter::with_segment_size(dir, mint, maxt, max_segment_size)?;
+    for s in &series {
+        w.add_series(s)?;
     }
-    result.map(|()| ulid)
+    w.finish(thanos)
 }
 
-fn write_tmp_block(
-    tmp: &Path,
+/// Writes one block series by series, so the caller never holds every chunk of the block at once
+/// (a head cut copies one series' chunks at a time). Series must come in label order. The block
+/// is built in `<dir>/<ULID>.tmp-for-creation` and only [`BlockWriter::finish`] renames it into
+/// place; dropping an unfinished writer removes the temporary directory.
+pub struct BlockWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
     ulid: Ulid,
-    (mint, maxt): (i64, i64),
-    series: &[BlockSeries<'_>],
+    mint: i64,
+    maxt: i64,
+    cw: Option<ChunkWriter>,
+    entries: Vec<(Labels, Vec<IndexChunk>)>,
     num_samples: u64,
-    thanos: Option<&ThanosMeta>,
+    num_chunks: u64,
     max_segment_size: u64,
-) -> Result<(), BlockError> {
-    if tmp.exists() {
-        std::fs::remove_dir_all(tmp).map_err(|e| BlockError::io(tmp, e))?;
+}
+
+impl BlockWriter {
+    /// Starts a level-1 block covering `[mint, maxt)` under `dir`.
+    pub fn new(dir: &Path, mint: i64, maxt: i64) -> Result<BlockWriter, BlockError> {
+        Self::with_segment_size(dir, mint, maxt, DEFAULT_MAX_SEGMENT_SIZE)
     }
-    std::fs::create_dir_all(tmp).map_err(|e| BlockError::io(tmp, e))?;
-    let mut cw = ChunkWriter::with_segment_size(&tmp.join("chunks"), max_segment_size)?;
-    let mut entries = Vec::with_capacity(series.len());
-    let mut num_chunks = 0u64;
-    for s in series {
+
+    fn with_segment_size(
+        dir: &Path,
+        mint: i64,
+        maxt: i64,
+        max_segment_size: u64,
+    ) -> Result<BlockWriter, BlockError> {
+        if mint >= maxt {
+            return Err(BlockError::InvalidRange { mint, maxt });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| BlockError::io(dir, e))?;
+        let ulid = Ulid::generate();
+        let tmp = dir.join(format!("{ulid}.tmp-for-creation"));
+        Ok(BlockWriter {
+            dir: dir.to_path_buf(),
+            tmp,
+            ulid,
+            mint,
+            maxt,
+            cw: None,
+            entries: Vec::new(),
+            num_samples: 0,
+            num_chunks: 0,
+            max_segment_size,
+        })
+    }
+
+    /// Adds a series after every series with smaller labels; a series without chunks is skipped.
+    pub fn add_series(&mut self, s: &BlockSeries<'_>) -> Result<(), BlockError> {
+        if s.chunks.is_empty() {
+            return Ok(());
+        }
+        if self.entries.last().is_some_and(|(l, _)| l >= s.labels) {
+            return Err(BlockError::OutOfOrder(s.labels.to_string()));
+        }
+        self.num_samples += check_chunks(s, self.mint, self.maxt)?;
+        let cw = match &mut self.cw {
+            Some(cw) => cw,
+            None => {
+                if self.tmp.exists() {
+                    std::fs::remove_dir_all(&self.tmp).map_err(|e| BlockError::io(&self.tmp, e))?;
+                }
+                std::fs::create_dir_all(&self.tmp).map_err(|e| BlockError::io(&self.tmp, e))?;
+                self.cw.insert(ChunkWriter::with_segment_size(
+                    &self.tmp.join("chunks"),
+                    self.max_segment_size,
+                )?)
+            }
+        };
         let mut metas = Vec::with_capacity(s.chunks.len());
         for c in &s.chunks {
             let reference = cw.write_chunk(c.data)?;
@@ -478,68 +516,104 @@ fn write_tmp_block(
                 reference,
             });
         }
-        num_chunks += metas.len() as u64;
-        entries.push((s.labels, metas));
+        self.num_chunks += metas.len() as u64;
+        self.entries.push((s.labels.clone(), metas));
+        Ok(())
     }
-    let segments = cw.finish()?;
-    let index_size = write_index(&tmp.join("index"), &entries)?;
-    write_synced(&tmp.join("tombstones"), &EMPTY_TOMBSTONES)?;
 
-    let thanos = match thanos {
-        None => None,
-        Some(t) => {
-            let mut files = Vec::with_capacity(segments.len() + 2);
-            let mut segment_files = Vec::with_capacity(segments.len());
-            for p in &segments {
-                let size = std::fs::metadata(p)
-                    .map_err(|e| BlockError::io(p, e))?
-                    .len();
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+    /// Writes index, tombstones and meta.json, fsyncs and renames the block into place.
+    /// [`BlockError::Empty`] (nothing written) when no series had samples.
+    pub fn finish(mut self, thanos: Option<&ThanosMeta>) -> Result<Ulid, BlockError> {
+        let Some(cw) = self.cw.take() else {
+            return Err(BlockError::Empty);
+        };
+        let result = self.finish_tmp(cw, thanos).and_then(|()| {
+            let fin = self.dir.join(self.ulid.to_string());
+            std::fs::rename(&self.tmp, &fin).map_err(|e| BlockError::io(&fin, e))?;
+            sync_dir(&self.dir)
+        });
+        // On success the tmp dir is gone (renamed); on failure Drop removes it.
+        result.map(|()| self.ulid)
+    }
+
+    fn finish_tmp(
+        &mut self,
+        cw: ChunkWriter,
+        thanos: Option<&ThanosMeta>,
+    ) -> Result<(), BlockError> {
+        let tmp = &self.tmp;
+        let segments = cw.finish()?;
+        let entries: Vec<(&Labels, Vec<IndexChunk>)> =
+            self.entries.iter().map(|(l, c)| (l, c.clone())).collect();
+        let index_size = write_index(&tmp.join("index"), &entries)?;
+        drop(entries);
+        write_synced(&tmp.join("tombstones"), &EMPTY_TOMBSTONES)?;
+        let ulid = self.ulid;
+        let thanos = match thanos {
+            None => None,
+            Some(t) => {
+                let mut files = Vec::with_capacity(segments.len() + 2);
+                let mut segment_files = Vec::with_capacity(segments.len());
+                for p in &segments {
+                    let size = std::fs::metadata(p)
+                        .map_err(|e| BlockError::io(p, e))?
+                        .len();
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    files.push(FileJson {
+                        rel_path: format!("chunks/{name}"),
+                        size_bytes: Some(size),
+                    });
+                    segment_files.push(name);
+                }
                 files.push(FileJson {
-                    rel_path: format!("chunks/{name}"),
-                    size_bytes: Some(size),
+                    rel_path: "index".into(),
+                    size_bytes: Some(index_size),
                 });
-                segment_files.push(name);
+                files.push(FileJson {
+                    rel_path: "meta.json".into(),
+                    size_bytes: None,
+                });
+                Some(ThanosJson {
+                    labels: &t.labels,
+                    downsample: DownsampleJson { resolution: 0 },
+                    source: &t.source,
+                    segment_files,
+                    files,
+                    index_stats: IndexStatsJson {},
+                })
             }
-            files.push(FileJson {
-                rel_path: "index".into(),
-                size_bytes: Some(index_size),
-            });
-            files.push(FileJson {
-                rel_path: "meta.json".into(),
-                size_bytes: None,
-            });
-            Some(ThanosJson {
-                labels: &t.labels,
-                downsample: DownsampleJson { resolution: 0 },
-                source: &t.source,
-                segment_files,
-                files,
-                index_stats: IndexStatsJson {},
-            })
+        };
+        let meta = MetaJson {
+            ulid: ulid.to_string(),
+            min_time: self.mint,
+            max_time: self.maxt,
+            stats: StatsJson {
+                num_samples: self.num_samples,
+                num_series: self.entries.len() as u64,
+                num_chunks: self.num_chunks,
+            },
+            compaction: CompactionJson {
+                level: 1,
+                sources: vec![ulid.to_string()],
+            },
+            version: 1,
+            thanos,
+        };
+        write_synced(&tmp.join("meta.json"), &encode_meta(&meta)?)?;
+        sync_dir(tmp)
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            // Unfinished or failed: leave no half block behind (best effort).
+            let _ = std::fs::remove_dir_all(&self.tmp);
         }
-    };
-    let meta = MetaJson {
-        ulid: ulid.to_string(),
-        min_time: mint,
-        max_time: maxt,
-        stats: StatsJson {
-            num_samples,
-            num_series: series.len() as u64,
-            num_chunks,
-        },
-        compaction: CompactionJson {
-            level: 1,
-            sources: vec![ulid.to_string()],
-        },
-        version: 1,
-        thanos,
-    };
-    write_synced(&tmp.join("meta.json"), &encode_meta(&meta)?)?;
-    sync_dir(tmp)
+    }
 }
 
 #[cfg(test)]
@@ -801,6 +875,29 @@ pub(crate) mod tests {
             write_block(dir.path(), BASE, BASE + RANGE, dup, None),
             Err(BlockError::OutOfOrder(_))
         ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // Streaming: series out of order are refused; an unfinished writer leaves nothing.
+        let series = block_series(&d);
+        let mut w = BlockWriter::new(dir.path(), BASE, BASE + RANGE).unwrap();
+        w.add_series(&series[1]).unwrap();
+        assert!(matches!(
+            w.add_series(&series[0]),
+            Err(BlockError::OutOfOrder(_))
+        ));
+        assert!(matches!(
+            w.add_series(&series[1]),
+            Err(BlockError::OutOfOrder(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "tmp dir while writing"
+        );
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let w = BlockWriter::new(dir.path(), BASE, BASE + RANGE).unwrap();
+        assert!(matches!(w.finish(None), Err(BlockError::Empty)));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

@@ -48,7 +48,7 @@
 //! sample.
 
 use crate::remote_write::{Series, WriteRequest};
-use crate::tsdb::block::{write_block, BlockError, BlockSeries, ChunkMeta, ThanosMeta, Ulid};
+use crate::tsdb::block::{BlockError, BlockSeries, BlockWriter, ChunkMeta, ThanosMeta, Ulid};
 use crate::tsdb::checkpoint::{
     checkpoint, delete_checkpoints_before, delete_segments_before, last_checkpoint,
 };
@@ -455,20 +455,25 @@ impl Db {
         maxt: i64,
         thanos: Option<&ThanosMeta>,
     ) -> Result<Option<Ulid>, BlockError> {
-        let copied = self.head.chunks_in_range(mint, maxt);
-        let series = copied.iter().map(|s| BlockSeries {
-            labels: &s.series.labels,
-            chunks: s
-                .chunks
-                .iter()
-                .map(|c| ChunkMeta {
-                    mint: c.mint,
-                    maxt: c.maxt,
-                    data: &c.data,
-                })
-                .collect(),
-        });
-        match write_block(dir, mint, maxt, series, thanos) {
+        let mut series = self.head.all_series();
+        series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        // One series' chunks copied at a time: a cut never holds a second copy of the range.
+        let mut w = BlockWriter::new(dir, mint, maxt)?;
+        for s in &series {
+            let chunks = s.chunks_in_range(mint, maxt);
+            w.add_series(&BlockSeries {
+                labels: &s.labels,
+                chunks: chunks
+                    .iter()
+                    .map(|c| ChunkMeta {
+                        mint: c.mint,
+                        maxt: c.maxt,
+                        data: &c.data,
+                    })
+                    .collect(),
+            })?;
+        }
+        match w.finish(thanos) {
             Ok(ulid) => Ok(Some(ulid)),
             Err(BlockError::Empty) => Ok(None),
             Err(e) => Err(e),

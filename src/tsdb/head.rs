@@ -127,6 +127,15 @@ impl MemSeries {
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, SeriesData> {
         self.data.lock()
     }
+
+    /// Copies of this series' chunks (closed and open) whose first sample is in `[mint, maxt)`.
+    ///
+    /// Chunks never cross a multiple of the chunk range, so for `[mint, maxt)` on range
+    /// boundaries this is exactly the series' samples of that block range. Bytes are copied
+    /// under the series' lock (borrowing would hold the lock while a block is written).
+    pub fn chunks_in_range(&self, mint: i64, maxt: i64) -> Vec<OwnedChunk> {
+        self.data.lock().chunks_in_range(mint, maxt)
+    }
 }
 
 /// Prometheus `rangeForTimestamp`: end of the block range containing `t` (Go division).
@@ -795,21 +804,11 @@ impl Head {
         stats
     }
 
-    /// Every series that has chunks whose first sample is in `[mint, maxt)`, with copies of them.
-    ///
-    /// Chunks never cross a multiple of the chunk range, so for `[mint, maxt)` on range
-    /// boundaries this is exactly the chunks of that block range. Bytes are copied out under
-    /// each series' lock (one `Vec<u8>` per chunk; borrowing would hold the locks while writing).
-    pub fn chunks_in_range(&self, mint: i64, maxt: i64) -> Vec<HeadSeriesChunks> {
-        let mut out = Vec::new();
+    /// Every series in the head (a snapshot of the refs; series created later are not in it).
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::with_capacity(self.num_series());
         for stripe in self.by_ref.iter() {
-            let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
-            for s in series {
-                let chunks = s.lock().chunks_in_range(mint, maxt);
-                if !chunks.is_empty() {
-                    out.push(HeadSeriesChunks { series: s, chunks });
-                }
-            }
+            out.extend(stripe.read().values().cloned());
         }
         out
     }
@@ -822,14 +821,6 @@ pub struct TruncateStats {
     pub chunks_removed: usize,
     /// Series removed (no sample left).
     pub series_removed: usize,
-}
-
-/// One series' chunks copied out of the head by [`Head::chunks_in_range`].
-pub struct HeadSeriesChunks {
-    /// The series (for its labels and ref).
-    pub series: Arc<MemSeries>,
-    /// Its chunks in the range, oldest first.
-    pub chunks: Vec<OwnedChunk>,
 }
 
 /// A copy of one XOR chunk: first and last (inclusive) sample timestamps and its bytes.
@@ -1074,28 +1065,26 @@ mod tests {
         let samples = |cs: &[OwnedChunk]| -> Vec<(i64, f64)> {
             cs.iter().flat_map(|c| iter_bytes(&c.data)).collect()
         };
-        let first = head.chunks_in_range(range, 2 * range);
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].series.r#ref, a.r#ref);
-        assert!(first[0].chunks.len() > 1);
+        let first = a.chunks_in_range(range, 2 * range);
+        assert!(first.len() > 1);
+        assert!(b.chunks_in_range(range, 2 * range).is_empty());
         let (lo, hi) = want_a.split_at(want_a.len() / 2);
-        assert_eq!(samples(&first[0].chunks), lo);
-        for c in &first[0].chunks {
+        assert_eq!(samples(&first), lo);
+        for c in &first {
             assert!(c.mint >= range && c.maxt < 2 * range, "{c:?}");
             let s: Vec<_> = iter_bytes(&c.data).collect();
             assert_eq!((s[0].0, s[s.len() - 1].0), (c.mint, c.maxt));
         }
-        let mut second = head.chunks_in_range(2 * range, 3 * range);
-        second.sort_by_key(|s| s.series.r#ref);
-        assert_eq!(second.len(), 2);
+        let second = a.chunks_in_range(2 * range, 3 * range);
         // The open head chunk is included.
+        assert_eq!(second.last().unwrap().maxt, want_a.last().unwrap().0);
+        assert_eq!(samples(&second), hi);
         assert_eq!(
-            second[0].chunks.last().unwrap().maxt,
-            want_a.last().unwrap().0
+            samples(&b.chunks_in_range(2 * range, 3 * range)),
+            vec![(2 * range + 5, 1.0)]
         );
-        assert_eq!(samples(&second[0].chunks), hi);
-        assert_eq!(samples(&second[1].chunks), vec![(2 * range + 5, 1.0)]);
-        assert!(head.chunks_in_range(0, range).is_empty());
+        assert!(a.chunks_in_range(0, range).is_empty());
+        assert_eq!(head.all_series().len(), 2);
     }
 
     #[test]
