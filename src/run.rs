@@ -342,22 +342,22 @@ async fn serve_async(
 /// How often the shipper looks for blocks besides being woken after each cut.
 const SHIPPER_INTERVAL: Duration = Duration::from_secs(30);
 
-/// External labels of a tenant's blocks, as Thanos receive sets them: the `--label` flags, the
-/// tenant label, and the `external_labels` of the hashring serving the tenant (read when the
-/// tenant's TSDB is opened).
+/// External labels of a tenant's blocks, as Thanos receive sets them: the `external_labels` of
+/// the first hashring listing the tenant by name, overridden by the `--label` flags and the tenant
+/// label (Thanos `extractTenantsLabels`). Read when the tenant's TSDB is opened.
 fn tenant_labels(
     flags: Vec<(String, String)>,
     tenant_label: String,
     ring: Option<ring::RingHandle>,
 ) -> crate::ingest::multitsdb::TenantLabels {
     Arc::new(move |tenant: &str| {
-        let mut labels: std::collections::BTreeMap<String, String> =
-            flags.iter().cloned().collect();
+        let mut labels = std::collections::BTreeMap::new();
         if let Some(m) = ring.as_ref().and_then(|r| r.current()) {
-            if let Some(r) = m.ring_for_tenant(tenant).ok().and_then(|id| m.ring(id)) {
+            if let Some(r) = m.rings().iter().find(|r| r.lists_tenant(tenant)) {
                 labels.extend(r.external_labels().clone());
             }
         }
+        labels.extend(flags.iter().cloned());
         labels.insert(tenant_label.clone(), tenant.to_string());
         labels
     })
@@ -412,5 +412,63 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_labels_are_flags_ring_labels_and_tenant() {
+        let json = br#"[
+            {"hashring": "a", "tenants": ["team-a"], "endpoints": ["x:1"], "external_labels": {"ring": "a", "region": "eu"}},
+            {"hashring": "g", "tenant_matcher_type": "glob", "tenants": ["team-*"], "endpoints": ["z:1"], "external_labels": {"ring": "g"}},
+            {"hashring": "rest", "endpoints": ["y:1"]}
+        ]"#;
+        let m = ring::build_ring(
+            std::path::Path::new("hashrings.json"),
+            json,
+            hashring::Algorithm::Hashmod,
+            1,
+        )
+        .unwrap();
+        let labels = tenant_labels(
+            vec![
+                ("cluster".into(), "c1".into()),
+                ("region".into(), "us".into()),
+            ],
+            "tenant_id".into(),
+            Some(ring::RingHandle::new(Some(m))),
+        );
+        let get = |t: &str| -> Vec<(String, String)> { labels(t).into_iter().collect() };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|&(a, b)| (a.into(), b.into())).collect()
+        };
+        // Flags override the ring's labels of the same name (Thanos extends the ring's labels
+        // with the flags and the tenant label).
+        assert_eq!(
+            get("team-a"),
+            pairs(&[
+                ("cluster", "c1"),
+                ("region", "us"),
+                ("ring", "a"),
+                ("tenant_id", "team-a")
+            ])
+        );
+        // A glob match is not a listing: no ring labels (as Thanos).
+        assert_eq!(
+            get("team-b"),
+            pairs(&[("cluster", "c1"), ("region", "us"), ("tenant_id", "team-b")])
+        );
+        assert_eq!(
+            get("other"),
+            pairs(&[("cluster", "c1"), ("region", "us"), ("tenant_id", "other")])
+        );
+        let no_ring = tenant_labels(Vec::new(), "tenant".into(), None);
+        assert_eq!(
+            no_ring("t").into_iter().collect::<Vec<_>>(),
+            pairs(&[("tenant", "t")])
+        );
     }
 }

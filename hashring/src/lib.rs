@@ -213,7 +213,17 @@ impl Ring {
         self.replication_factor
     }
 
-    /// Whether `tenant` is routed to this ring when no earlier ring claims it.
+    /// Whether `tenant` is written literally in the ring's `tenants` list (Thanos applies a
+    /// ring's `external_labels` to such tenants only, not to glob or catch-all matches).
+    pub fn lists_tenant(&self, tenant: &str) -> bool {
+        match &self.tenants {
+            Tenants::All => false,
+            Tenants::Exact(set) => set.contains(tenant),
+            Tenants::Glob(globs) => globs.iter().any(|g| g.as_str() == tenant),
+        }
+    }
+
+    /// Whether the ring serves `tenant` (its `tenants` list matches it, or it has none).
     pub fn matches_tenant(&self, tenant: &str) -> bool {
         self.tenants.matches(tenant)
     }
