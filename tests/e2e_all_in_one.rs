@@ -264,7 +264,12 @@ fn all_in_one_with_only_port_flags() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     tenants.sort();
-    assert_eq!(tenants, ["default-tenant", "team-a"], "tenant directories");
+    // One directory per tenant, plus the default local bucket blocks are shipped to.
+    assert_eq!(
+        tenants,
+        ["_bucket", "default-tenant", "team-a"],
+        "tenant directories"
+    );
     eprintln!("all-in-one defaults: {:?}", t0.elapsed());
 }
 
