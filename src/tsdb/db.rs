@@ -256,6 +256,8 @@ pub struct CompactStats {
     pub series_removed: usize,
     /// WAL segments folded into a checkpoint and deleted.
     pub wal_segments_truncated: u64,
+    /// Ranges visited that held no sample (no block written).
+    pub empty_ranges: usize,
 }
 
 /// Counts from a WAL replay.
@@ -550,7 +552,18 @@ impl Db {
             let block = Block::open(&self.dir.join(ulid.to_string()))?;
             self.blocks.write().push(Arc::new(block));
         }
+        let seq = self.shared.state.lock().last_seq;
         let t = self.head.truncate(maxt);
+        {
+            // Truncation leaves the min time at `maxt`; raise it to the oldest sample left so a
+            // head that idled for days does not cut one empty range after another. Safe only if
+            // no commit (which lowers it, under this lock) ran during the scan.
+            let st = self.shared.state.lock();
+            if st.last_seq == seq {
+                self.head
+                    .reset_min_time(t.min_time.map_or(i64::MAX, |m| m.max(maxt)));
+            }
+        }
         stats.chunks_removed += t.chunks_removed;
         stats.series_removed += t.series_removed;
         if let Some(ulid) = ulid {
@@ -568,6 +581,8 @@ impl Db {
             metrics::histogram!("ringest_tsdb_block_cut_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             stats.blocks.push(ulid);
+        } else {
+            stats.empty_ranges += 1;
         }
         Ok(())
     }
@@ -1585,6 +1600,35 @@ mod tests {
         assert!(
             matches!(late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1)
         );
+        db.close().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_gap_is_skipped_not_cut_range_by_range() {
+        const RANGE: i64 = 7_200_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Db::open(&path, small_opts()).unwrap();
+        let base = now_ms() / RANGE * RANGE - 100 * RANGE;
+        let mut want = HashMap::new();
+        write_minutes(&db, base, 0..240, 10, |_| usize::MAX, &mut want).await;
+        assert_eq!(db.compact().unwrap().blocks.len(), 1);
+        // Five days later the same series carry on: two ranges to cut, not sixty empty ones.
+        write_minutes(
+            &db,
+            base + 60 * RANGE,
+            0..240,
+            10,
+            |_| usize::MAX,
+            &mut want,
+        )
+        .await;
+        let st = db.compact().unwrap();
+        assert_eq!((st.blocks.len(), st.empty_ranges), (2, 0), "{st:?}");
+        let mins: Vec<i64> = db.blocks().iter().map(|b| b.meta().min_time).collect();
+        assert_eq!(mins, vec![base, base + RANGE, base + 60 * RANGE]);
+        let (blocks_got, _) = dump_blocks(&path);
+        assert_dump_eq(&union(&[&blocks_got, &head_samples(&db)]), &want);
         db.close().unwrap();
     }
 

@@ -247,6 +247,15 @@ impl SeriesData {
         dropped
     }
 
+    /// Timestamp of the oldest sample, if any.
+    fn first_timestamp(&self) -> Option<i64> {
+        match (self.closed.first(), &self.head) {
+            (Some(c), _) => Some(c.mint),
+            (None, Some(h)) if h.chunk.num_samples() > 0 => Some(h.mint),
+            _ => None,
+        }
+    }
+
     /// Whether the series holds no sample.
     fn is_empty(&self) -> bool {
         self.closed.is_empty()
@@ -611,6 +620,13 @@ impl Head {
         self.min_valid_time.load(Ordering::Acquire)
     }
 
+    /// Sets the head's min time after a truncation found nothing older (`i64::MAX`: empty).
+    /// Only safe while no append can lower it concurrently (the caller holds the commit lock
+    /// and knows no commit ran since the scan began).
+    pub fn reset_min_time(&self, t: i64) {
+        self.min_time.store(t, Ordering::Release);
+    }
+
     /// The ref the next created series gets.
     pub fn next_ref(&self) -> u64 {
         self.next_ref.load(Ordering::Relaxed)
@@ -779,6 +795,8 @@ impl Head {
                 if d.is_empty() {
                     drop(d);
                     empty.push(s);
+                } else if let Some(t) = d.first_timestamp() {
+                    stats.min_time = Some(stats.min_time.map_or(t, |m| m.min(t)));
                 }
             }
         }
@@ -821,6 +839,8 @@ pub struct TruncateStats {
     pub chunks_removed: usize,
     /// Series removed (no sample left).
     pub series_removed: usize,
+    /// Oldest sample left in the series scanned (`None`: none left).
+    pub min_time: Option<i64>,
 }
 
 /// A copy of one XOR chunk: first and last (inclusive) sample timestamps and its bytes.
