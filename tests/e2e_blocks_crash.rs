@@ -957,7 +957,41 @@ fn random_sigkills_with_concurrent_writers() {
             &read_tenant(&aio, tenant, base),
         );
     }
+    // The head is empty now, but what the blocks cover stays closed: a sample there (new series,
+    // else well inside the 10 min future window) is refused, so no block overlapping them can
+    // be cut later.
+    let newest = report.blocks["alpha"]
+        .iter()
+        .map(|b| b.max_time)
+        .max()
+        .unwrap();
+    let late = Synth {
+        tenant: "alpha".into(),
+        writer: 99,
+        series: 1,
+        per_req: 1,
+        step: 1,
+        base: newest - 1,
+    };
+    let r = late.send(&aio.rw, 0).unwrap();
+    assert!(
+        !r.is_2xx() && r.text().contains("out of bounds"),
+        "a sample at {} (inside the newest block, which ends at {newest}) after a restart: {} {}",
+        newest - 1,
+        r.status,
+        r.text()
+    );
+    assert_same_bits(
+        "alpha after the refused late sample",
+        &want["alpha"],
+        &read_tenant(&aio, "alpha", base),
+    );
     aio.stop();
+    assert_eq!(
+        block_dirs(&aio.data.join("alpha")).len(),
+        report.blocks["alpha"].len(),
+        "a block was cut from the refused late sample"
+    );
     let cut_lines = aio.all_logs().matches("cut block").count();
     eprintln!(
         "random kills: {ROUNDS} SIGKILLs, requests acknowledged per writer {acked:?} ({} retries, \
