@@ -9,11 +9,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use common::{free_port, http_request, poll, promtool_bin, test_dir, Proc};
+use common::{promtool_bin, test_dir, Moto};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use ringest::objstore::{parse_bucket_config, Bucket};
@@ -26,105 +25,22 @@ const BUCKET: &str = "ringest-blocks";
 const PREFIX: &str = "tenants/team-a";
 const RANGE: i64 = 7_200_000;
 
-fn moto_bin() -> PathBuf {
-    let candidates: Vec<PathBuf> = [
-        std::env::var_os("MOTO_SERVER_BIN").map(PathBuf::from),
-        std::env::var_os("RINGEST_VENV").map(|v| PathBuf::from(v).join("bin/moto_server")),
-        std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cache/ringest/venv/bin/moto_server")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "moto_server not found (looked at {candidates:?}): run scripts/install-test-deps.sh \
-                 (it installs moto[server] into ~/.cache/ringest/venv), or set MOTO_SERVER_BIN"
-            )
-        })
+/// A moto server with an empty bucket [`BUCKET`].
+fn start_moto(log_dir: &Path) -> Moto {
+    let moto = Moto::start(log_dir);
+    moto.create_bucket(BUCKET);
+    moto
 }
 
-/// A moto S3 server on a free loopback port with an empty bucket [`BUCKET`].
-struct Moto {
-    proc: Proc,
-    addr: String,
-}
-
-impl Moto {
-    fn start(log_dir: &Path) -> Moto {
-        let port = free_port();
-        let proc = Proc::spawn(
-            "moto",
-            moto_bin(),
-            &[
-                "-H".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-            ],
-            log_dir,
-        );
-        let mut m = Moto {
-            proc,
-            addr: format!("127.0.0.1:{port}"),
-        };
-        m.wait_and_create_bucket();
-        m
-    }
-
-    fn wait_and_create_bucket(&mut self) {
-        let up = poll(Duration::from_secs(60), Duration::from_millis(100), || {
-            http_request("GET", &self.addr, "/", &[], b"", Duration::from_secs(2))
-                .ok()
-                .filter(|r| r.is_2xx())
-        });
-        if up.is_none() {
-            self.proc.assert_running();
-            panic!("moto did not answer on {}\n{}", self.addr, self.proc.logs());
-        }
-        let r = http_request(
-            "PUT",
-            &self.addr,
-            &format!("/{BUCKET}"),
-            &[],
-            b"",
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        assert!(r.is_2xx(), "create bucket: {} {}", r.status, r.text());
-    }
-
-    /// Raw object bytes straight from the server, bypassing object_store (moto wants an
-    /// authorization header on private objects but does not verify its signature).
-    fn get_raw(&self, key: &str) -> Vec<u8> {
-        let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
-                    SignedHeaders=host, Signature=0000";
-        let r = http_request(
-            "GET",
-            &self.addr,
-            &format!("/{BUCKET}/{key}"),
-            &[("Authorization", auth)],
-            b"",
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        assert!(r.is_2xx(), "GET {key}: {}", r.status);
-        r.body
-    }
-
-    fn bucket(&self, extra: &str) -> Bucket {
-        let yaml = format!(
-            "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: {}\n  region: us-east-1\n  \
-             access_key: test\n  secret_key: test\n  insecure: true\n  bucket_lookup_type: path\n  \
-             max_retries: 1\n{extra}prefix: /{PREFIX}/\n",
-            self.addr
-        );
-        parse_bucket_config(&yaml).unwrap()
-    }
+/// The bucket config of [`BUCKET`] on `moto` (path style, plain HTTP, static keys, a prefix).
+fn s3_bucket(moto: &Moto, extra: &str) -> Bucket {
+    let yaml = format!(
+        "type: S3\nconfig:\n  bucket: {BUCKET}\n  endpoint: {}\n  region: us-east-1\n  \
+         access_key: test\n  secret_key: test\n  insecure: true\n  bucket_lookup_type: path\n  \
+         max_retries: 1\n{extra}prefix: /{PREFIX}/\n",
+        moto.addr
+    );
+    parse_bucket_config(&yaml).unwrap()
 }
 
 /// Writes a level-1 block `[mint, mint + 2h)` with `n` series of 120 samples; returns its ULID and
@@ -209,7 +125,7 @@ async fn get(bucket: &Bucket, rel: &str) -> Vec<u8> {
 #[test]
 fn ships_blocks_to_s3_and_promtool_reads_the_copy() {
     let tmp = test_dir("s3-shipper");
-    let mut moto = Moto::start(&tmp.path().join("logs"));
+    let mut moto = start_moto(&tmp.path().join("logs"));
     let tenant = tmp.path().join("tsdb/team-a");
     std::fs::create_dir_all(tenant.join("wal")).unwrap();
     let base = 1_700_000_000_000 / RANGE * RANGE;
@@ -220,7 +136,7 @@ fn ships_blocks_to_s3_and_promtool_reads_the_copy() {
         .enable_all()
         .build()
         .unwrap();
-    let bucket = moto.bucket("");
+    let bucket = s3_bucket(&moto, "");
     assert_eq!(bucket.kind, "S3");
     assert!(bucket.warnings.is_empty(), "{:?}", bucket.warnings);
     let shipper = Shipper::new("team-a", &tenant, bucket.clone());
@@ -244,7 +160,7 @@ fn ships_blocks_to_s3_and_promtool_reads_the_copy() {
                 "{u}/{f}"
             );
             assert_eq!(
-                moto.get_raw(&format!("{PREFIX}/{u}/{f}")),
+                moto.get_raw(BUCKET, &format!("{PREFIX}/{u}/{f}")),
                 want,
                 "{u}/{f} raw"
             );
@@ -312,7 +228,8 @@ fn ships_blocks_to_s3_and_promtool_reads_the_copy() {
     eprintln!("sync during the outage: {e}");
     assert_eq!(shipper::pending_blocks(&tenant).unwrap(), vec![b3]);
     moto.proc.restart();
-    moto.wait_and_create_bucket(); // moto keeps nothing across restarts
+    moto.wait_up();
+    moto.create_bucket(BUCKET); // moto keeps nothing across restarts
     let stats = rt.block_on(shipper.sync()).unwrap();
     assert_eq!(stats.uploaded, 1, "{stats:?}");
     assert_eq!(
@@ -328,7 +245,7 @@ fn ships_blocks_to_s3_and_promtool_reads_the_copy() {
 #[test]
 fn large_files_go_up_in_parts() {
     let tmp = test_dir("s3-shipper-multipart");
-    let moto = Moto::start(&tmp.path().join("logs"));
+    let moto = start_moto(&tmp.path().join("logs"));
     let tenant = tmp.path().join("tsdb/big");
     let (u, _) = make_block(&tenant, 0, 3);
     // A 12 MiB chunk segment (content is not checked by the shipper) and 5 MiB parts.
@@ -336,7 +253,7 @@ fn large_files_go_up_in_parts() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(tenant.join(u.to_string()).join("chunks/000002"), &big).unwrap();
-    let bucket = moto.bucket("  part_size: 5242880\n");
+    let bucket = s3_bucket(&moto, "  part_size: 5242880\n");
     assert_eq!(bucket.part_size, 5 * 1024 * 1024);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -352,7 +269,10 @@ fn large_files_go_up_in_parts() {
         rt.block_on(get(&bucket, &format!("{u}/chunks/000002"))),
         big
     );
-    assert_eq!(moto.get_raw(&format!("{PREFIX}/{u}/chunks/000002")), big);
+    assert_eq!(
+        moto.get_raw(BUCKET, &format!("{PREFIX}/{u}/chunks/000002")),
+        big
+    );
     let meta: serde_json::Value =
         serde_json::from_slice(&rt.block_on(get(&bucket, &format!("{u}/meta.json")))).unwrap();
     assert_eq!(

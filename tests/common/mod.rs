@@ -1664,3 +1664,421 @@ pub fn assert_same_bits(
         diff.join("\n  ")
     );
 }
+
+// =============================================================================================
+// Block crash tests and S3 (tests/e2e_blocks_crash.rs, tests/e2e_s3.rs, tests/e2e_s3_shipper.rs)
+// =============================================================================================
+
+/// A child started with extra environment variables: `env K=V… program args…` (env execs the
+/// program, so the pid, signals and exit status are the program's own).
+pub fn spawn_with_env(
+    name: &str,
+    env: &[(&str, &str)],
+    program: impl AsRef<Path>,
+    args: &[String],
+    log_dir: &Path,
+) -> Proc {
+    let mut full: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    full.push(program.as_ref().display().to_string());
+    full.extend(args.iter().cloned());
+    Proc::spawn(name, "env", &full, log_dir)
+}
+
+/// The signal that ended a process, if a signal did.
+pub fn exit_signal(status: &ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+/// Waits up to `timeout` for `proc` to exit; its status, or `None` if it is still running.
+pub fn wait_exit(proc: &mut Proc, timeout: Duration) -> Option<ExitStatus> {
+    poll(timeout, Duration::from_millis(20), || proc.exited())
+}
+
+/// A small deterministic PRNG (SplitMix64), for seeded random schedules.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo).max(1)
+    }
+}
+
+/// Whether `name` looks like a block directory name (a 26-character Crockford base32 ULID).
+pub fn is_ulid(name: &str) -> bool {
+    name.len() == 26
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)))
+}
+
+/// Names of the block directories (ULIDs) directly under `dir`, sorted.
+pub fn block_dirs(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| is_ulid(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Every file under `dir`, as `/`-separated paths relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let rel = p.strip_prefix(base).unwrap();
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The ULIDs listed in `<tenant_dir>/thanos.shipper.json` (in file order); empty if there is none.
+pub fn shipper_state(tenant_dir: &Path) -> Vec<String> {
+    let path = tenant_dir.join("thanos.shipper.json");
+    let Ok(data) = fs::read(&path) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&data)
+        .unwrap_or_else(|e| panic!("{}: bad JSON ({e})", path.display()));
+    assert_eq!(v["version"], 1, "{}: {v}", path.display());
+    match &v["uploaded"] {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|u| u.as_str().expect("ULID string").to_string())
+            .collect(),
+        other => panic!("{}: uploaded is {other}", path.display()),
+    }
+}
+
+/// A block read back from disk: its meta.json and every sample, through Ringest's own block reader
+/// (`ringest::tsdb::querier::Block`).
+#[derive(Debug, Clone)]
+pub struct ReadBlock {
+    pub ulid: String,
+    pub meta: serde_json::Value,
+    pub min_time: i64,
+    pub max_time: i64,
+    /// `thanos.labels.tenant_id` (empty when absent).
+    pub tenant: String,
+    pub samples: BTreeMap<Labels, Samples>,
+}
+
+impl ReadBlock {
+    pub fn num_samples(&self) -> usize {
+        self.samples.values().map(Vec::len).sum()
+    }
+}
+
+/// Opens the block in `dir` and reads all of it. Panics (naming the block) if it cannot be opened
+/// or read, if a series' samples are not strictly increasing in time, or if a sample lies outside
+/// `[minTime, maxTime)`.
+pub fn read_block(dir: &Path) -> ReadBlock {
+    let ulid = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &fs::read(dir.join("meta.json"))
+            .unwrap_or_else(|e| panic!("{}/meta.json: {e}", dir.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}/meta.json: {e}", dir.display()));
+    let block = ringest::tsdb::querier::Block::open(dir)
+        .unwrap_or_else(|e| panic!("opening block {}: {e}", dir.display()));
+    let (min_time, max_time) = (block.meta().min_time, block.meta().max_time);
+    let series = block
+        .select(i64::MIN, i64::MAX, &[])
+        .unwrap_or_else(|e| panic!("reading block {}: {e}", dir.display()));
+    let mut samples = BTreeMap::new();
+    for s in series {
+        let labels: Labels = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ss: Samples = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        if let Some(w) = ss.windows(2).find(|w| w[0].0 >= w[1].0) {
+            panic!(
+                "block {ulid}: {labels:?}: timestamps not strictly increasing: {} then {}",
+                w[0].0, w[1].0
+            );
+        }
+        if let Some(x) = ss.iter().find(|x| x.0 < min_time || x.0 >= max_time) {
+            panic!(
+                "block {ulid}: {labels:?}: sample at {} outside the block's [{min_time}, {max_time})",
+                x.0
+            );
+        }
+        assert!(
+            samples.insert(labels.clone(), ss).is_none(),
+            "block {ulid}: series {labels:?} listed twice"
+        );
+    }
+    let tenant = meta["thanos"]["labels"]["tenant_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ReadBlock {
+        ulid,
+        meta,
+        min_time,
+        max_time,
+        tenant,
+        samples,
+    }
+}
+
+/// The union of the samples of `blocks`, panicking (with up to 5 examples) if a (series,
+/// timestamp) appears in two blocks.
+pub fn union_no_duplicates(what: &str, blocks: &[&ReadBlock]) -> BTreeMap<Labels, Samples> {
+    let mut seen: BTreeMap<Labels, BTreeMap<i64, (u64, &str)>> = BTreeMap::new();
+    let mut dups = Vec::new();
+    let mut n_dups = 0usize;
+    for b in blocks {
+        for (labels, ss) in &b.samples {
+            let m = seen.entry(labels.clone()).or_default();
+            for &(t, bits) in ss {
+                if let Some((_, other)) = m.insert(t, (bits, &b.ulid)) {
+                    n_dups += 1;
+                    if dups.len() < 5 {
+                        dups.push(format!("{labels:?}@{t} in {other} and {}", b.ulid));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        n_dups == 0,
+        "{what}: {n_dups} samples are in two blocks, e.g.:\n  {}",
+        dups.join("\n  ")
+    );
+    seen.into_iter()
+        .map(|(l, m)| (l, m.into_iter().map(|(t, (b, _))| (t, b)).collect()))
+        .collect()
+}
+
+/// Panics unless the `[minTime, maxTime)` ranges of `blocks` are pairwise disjoint.
+pub fn assert_no_overlap(what: &str, blocks: &[&ReadBlock]) {
+    let mut v: Vec<&&ReadBlock> = blocks.iter().collect();
+    v.sort_by_key(|b| (b.min_time, b.max_time));
+    for w in v.windows(2) {
+        assert!(
+            w[0].max_time <= w[1].min_time,
+            "{what}: blocks overlap: {} [{}, {}) and {} [{}, {})",
+            w[0].ulid,
+            w[0].min_time,
+            w[0].max_time,
+            w[1].ulid,
+            w[1].min_time,
+            w[1].max_time
+        );
+    }
+}
+
+/// `moto_server`: `$MOTO_SERVER_BIN`, `$RINGEST_VENV/bin/moto_server` or
+/// `~/.cache/ringest/venv/bin/moto_server`; panics pointing at `scripts/install-test-deps.sh` when
+/// none exists.
+pub fn moto_bin() -> PathBuf {
+    let candidates: Vec<PathBuf> = [
+        std::env::var_os("MOTO_SERVER_BIN").map(PathBuf::from),
+        std::env::var_os("RINGEST_VENV").map(|v| PathBuf::from(v).join("bin/moto_server")),
+        std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".cache/ringest/venv/bin/moto_server")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "moto_server not found (looked at {candidates:?}): run scripts/install-test-deps.sh \
+                 (it installs moto[server] into ~/.cache/ringest/venv), or set MOTO_SERVER_BIN"
+            )
+        })
+}
+
+/// A fake SigV4 authorization header: moto wants one on private objects but does not check it.
+const MOTO_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+                         SignedHeaders=host, Signature=0000";
+
+/// A moto S3-protocol server on a loopback port, spoken to with raw HTTP (path style).
+pub struct Moto {
+    pub proc: Proc,
+    pub addr: String,
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub fn start(log_dir: &Path) -> Moto {
+        Moto::start_on(free_port(), log_dir)
+    }
+
+    /// Starts moto on `port` and waits until it answers.
+    pub fn start_on(port: u16, log_dir: &Path) -> Moto {
+        let proc = Proc::spawn(
+            "moto",
+            moto_bin(),
+            &[
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ],
+            log_dir,
+        );
+        let mut m = Moto {
+            proc,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        m.wait_up();
+        m
+    }
+
+    /// Waits (60 s at most) until moto answers `GET /`.
+    pub fn wait_up(&mut self) {
+        let up = poll(Duration::from_secs(60), Duration::from_millis(100), || {
+            http_request("GET", &self.addr, "/", &[], b"", Duration::from_secs(2))
+                .ok()
+                .filter(|r| r.is_2xx())
+        });
+        if up.is_none() {
+            self.proc.assert_running();
+            panic!("moto did not answer on {}\n{}", self.addr, self.proc.logs());
+        }
+    }
+
+    /// Creates `bucket` (moto keeps nothing across restarts).
+    pub fn create_bucket(&self, bucket: &str) {
+        let r = http_request(
+            "PUT",
+            &self.addr,
+            &format!("/{bucket}"),
+            &[],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(
+            r.is_2xx(),
+            "create bucket {bucket}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    /// Raw object bytes straight from the server.
+    pub fn get_raw(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let r = http_request(
+            "GET",
+            &self.addr,
+            &format!("/{bucket}/{key}"),
+            &[("Authorization", MOTO_AUTH)],
+            b"",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(r.is_2xx(), "GET {bucket}/{key}: {}", r.status);
+        r.body
+    }
+
+    /// Every object key under `prefix` with its size (ListObjectsV2, following continuation
+    /// tokens), or the error (moto down, bucket missing).
+    pub fn try_list(&self, bucket: &str, prefix: &str) -> Result<BTreeMap<String, u64>, String> {
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/{bucket}?list-type=2&prefix={}", urlencode(prefix));
+            if let Some(t) = &token {
+                path.push_str(&format!("&continuation-token={}", urlencode(t)));
+            }
+            let r = http_request(
+                "GET",
+                &self.addr,
+                &path,
+                &[("Authorization", MOTO_AUTH)],
+                b"",
+                Duration::from_secs(30),
+            )
+            .map_err(|e| format!("list {bucket}/{prefix}: {e}"))?;
+            if !r.is_2xx() {
+                return Err(format!("list {bucket}/{prefix}: {} {}", r.status, r.text()));
+            }
+            let xml = r.text();
+            for c in xml_elements(&xml, "Contents") {
+                let key = xml_elements(c, "Key")
+                    .first()
+                    .map(|k| xml_unescape(k))
+                    .ok_or_else(|| format!("no Key in {c}"))?;
+                let size = xml_elements(c, "Size")
+                    .first()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| format!("no Size in {c}"))?;
+                out.insert(key, size);
+            }
+            let truncated = xml_elements(&xml, "IsTruncated").first() == Some(&"true");
+            token = xml_elements(&xml, "NextContinuationToken")
+                .first()
+                .map(|t| xml_unescape(t));
+            if !truncated || token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Like [`Moto::try_list`], panicking on errors.
+    pub fn list(&self, bucket: &str, prefix: &str) -> BTreeMap<String, u64> {
+        self.try_list(bucket, prefix)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// The contents of every `<tag>…</tag>` in `xml` (no nesting of the same tag).
+fn xml_elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(&after[..j]);
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
