@@ -707,6 +707,51 @@ impl Prometheus {
         out
     }
 
+    /// `/api/v1/query_range` of `query` over [start_ms, end_ms] every `step_ms`; the result is a
+    /// matrix, sorted by labels, values as the exact strings Prometheus printed.
+    pub fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Vec<MatrixSeries> {
+        let (s, e) = (api_time(start_ms), api_time(end_ms));
+        let step = format!("{}", step_ms as f64 / 1000.0);
+        let data = self.api(
+            "/api/v1/query_range",
+            &[
+                ("query", query),
+                ("start", &s),
+                ("end", &e),
+                ("step", &step),
+            ],
+        );
+        assert_eq!(data["resultType"], "matrix", "{query}: not a matrix");
+        let mut out: Vec<MatrixSeries> = data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| MatrixSeries {
+                labels: json_labels(&s["metric"]),
+                values: s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        let ts = p[0].as_f64().expect("time is a number");
+                        (
+                            (ts * 1000.0).round() as i64,
+                            p[1].as_str().expect("value is a string").to_string(),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
     /// Instant-vector `query` at `time_ms` as (labels, value string), sorted.
     pub fn query_vector(&self, query: &str, time_ms: i64) -> Vec<(Labels, String)> {
         let t = api_time(time_ms);
@@ -2081,4 +2126,46 @@ fn xml_unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
+}
+
+// ---------------------------------------------------------------------------------------------
+// TSDB blocks on disk (block tests)
+// ---------------------------------------------------------------------------------------------
+
+/// Copies the directory tree `src` to `dst` (created), files byte for byte.
+pub fn copy_dir_all(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for entry in fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir_all(&entry.path(), &to);
+        } else {
+            fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// Builds at `dst` a TSDB directory that promtool and Prometheus 2.42 open: a copy of each block
+/// directory in `blocks` plus an empty `wal/` (promtool 2.42 opens the WAL even to read blocks).
+pub fn tsdb_dir_of_blocks(blocks: &[&Path], dst: &Path) {
+    fs::create_dir_all(dst.join("wal")).unwrap();
+    for b in blocks {
+        copy_dir_all(b, &dst.join(b.file_name().unwrap()));
+    }
+}
+
+/// Total size in bytes of the regular files under `dir` (recursively).
+pub fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dir_size(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
 }
