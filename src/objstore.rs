@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ pub struct Bucket {
     pub part_size: usize,
     /// Warnings about accepted but unimplemented settings (already logged when parsing).
     pub warnings: Vec<String>,
+    /// The directory of a FILESYSTEM bucket (`None` for remote stores).
+    pub local_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Bucket {
@@ -451,6 +453,7 @@ pub fn local_bucket(dir: &Path) -> Result<Bucket, ObjstoreError> {
         description: format!("FILESYSTEM directory {}", abs.display()),
         part_size: DEFAULT_PART_SIZE,
         warnings: Vec::new(),
+        local_dir: Some(abs),
     })
 }
 
@@ -681,6 +684,7 @@ fn s3_bucket(c: S3Yaml, warn: &mut Vec<String>) -> Result<Bucket, ObjstoreError>
         ),
         part_size,
         warnings: Vec::new(),
+        local_dir: None,
     })
 }
 
@@ -732,6 +736,7 @@ fn gcs_bucket(c: GcsYaml, warn: &mut Vec<String>) -> Result<Bucket, ObjstoreErro
         ),
         part_size,
         warnings: Vec::new(),
+        local_dir: None,
     })
 }
 
@@ -862,6 +867,7 @@ fn azure_bucket(c: AzureYaml, warn: &mut Vec<String>) -> Result<Bucket, Objstore
         description: format!("AZURE container {:?} at {endpoint} ({auth})", c.container),
         part_size: DEFAULT_PART_SIZE,
         warnings: Vec::new(),
+        local_dir: None,
     })
 }
 

@@ -375,9 +375,7 @@ fn open_bucket(s: &StorageArgs, mode: &str) -> Result<Option<crate::objstore::Bu
         (None, None) => None,
     };
     let bucket = match yaml {
-        Some(y) => {
-            crate::objstore::parse_bucket_config(&y).map_err(|e| format!("objstore config: {e}"))?
-        }
+        Some(y) => crate::objstore::parse_bucket_config(&y)?,
         None if mode == "all-in-one" => {
             let dir = s.tsdb_path.join(crate::tenancy::LOCAL_BUCKET_DIR);
             crate::objstore::local_bucket(&dir)

@@ -419,6 +419,35 @@ fn block_files(bdir: &Path) -> Result<Vec<(String, u64)>, ShipError> {
     Ok(files)
 }
 
+/// Deletes object_store FILESYSTEM staging files (`<name>#<digits>`) under `dir` (missing: none);
+/// returns how many.
+fn remove_staging_files(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            removed += remove_staging_files(&path)?;
+            continue;
+        }
+        let name = entry.file_name();
+        let staging = name
+            .to_str()
+            .and_then(|n| n.rsplit_once('#'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if staging {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The meta.json to upload: Thanos' `files` (from disk), `segment_files` and `upload_time` set.
 fn upload_meta(bdir: &Path, files: &[(String, u64)]) -> Result<Vec<u8>, ShipError> {
     let path = bdir.join("meta.json");
@@ -580,6 +609,24 @@ impl Shipper {
             Ok((files, meta))
         })
         .await?;
+        if let Some(root) = &self.bucket.local_dir {
+            // object_store's FILESYSTEM puts write `<file>#<n>` and rename it over `<file>`; a
+            // crash mid-put leaves the staging file behind, and nothing else would remove it.
+            let dir = root
+                .join(self.bucket.prefix.as_ref())
+                .join(b.ulid.to_string());
+            let removed = blocking(move || {
+                remove_staging_files(&dir).map_err(|e| ShipError::Io {
+                    path: dir.clone(),
+                    source: e,
+                })
+            })
+            .await?;
+            if removed > 0 {
+                tracing::warn!(tenant = %self.tenant, block = %b.ulid, removed,
+                    "removed staging files an interrupted upload left in the bucket");
+            }
+        }
         let mut bytes = 0u64;
         for (rel, _) in &files {
             let key = self.bucket.key(&format!("{}/{rel}", b.ulid));
@@ -951,6 +998,7 @@ pub(crate) mod tests {
             description: "recording".into(),
             part_size: crate::objstore::DEFAULT_PART_SIZE,
             warnings: Vec::new(),
+            local_dir: None,
         }
     }
 

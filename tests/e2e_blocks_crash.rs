@@ -16,9 +16,10 @@
 //! exactly the tenant's bucket blocks, which are exactly its local blocks; no `.tmp-for-creation`
 //! is left; remote read after each restart returns every acknowledged sample.
 //!
-//! Two `#[ignore]`d tests pin product bugs found here (run them with `--ignored`): a kill in the
-//! middle of an upload leaves object_store staging files (`<file>#<n>`) in the FILESYSTEM bucket
-//! for good, and Ringest's block reader takes such a stray file in `chunks/` for a segment.
+//! Two tests pin bugs these tests found: a kill in the middle of an upload must not leave
+//! object_store staging files (`<file>#<n>`) in the FILESYSTEM bucket for good (the shipper now
+//! removes them before re-uploading the block), and Ringest's block reader must not take such a
+//! stray file in `chunks/` for a segment (it now reads numbered files only, as Prometheus).
 
 mod common;
 
@@ -1016,16 +1017,22 @@ fn random_sigkills_with_concurrent_writers() {
         report.staging_leftovers,
         t0.elapsed()
     );
+    // Every block interrupted mid-upload was uploaded again after the restart, which clears the
+    // staging files the kill left.
+    assert!(
+        report.staging_leftovers.is_empty(),
+        "staging files left in the bucket: {:?}",
+        report.staging_leftovers
+    );
 }
 
 /// A SIGKILL while a file is being put into the FILESYSTEM bucket leaves object_store's staging
-/// file (`<ULID>/chunks/000001#1`, `<ULID>/index#1`) in the bucket for good: the upload after the
-/// restart stages under the next free name (`#2`) and renames it over the object, but nothing
-/// removes the orphan. Readers ignore it, yet every crash mid-upload leaks up to a whole file
-/// into the bucket, and tools that copy a block directory by listing it (Thanos' `DownloadDir`,
-/// bucket replication) carry it along.
+/// file (`<ULID>/chunks/000001#1`, `<ULID>/index#1`) behind: the upload after the restart stages
+/// under the next free name (`#2`) and renames it over the object, so something else must remove
+/// the orphan, or every crash mid-upload leaks up to a whole file into the bucket, and tools that
+/// copy a block directory by listing it (Thanos' `DownloadDir`, bucket replication) carry it
+/// along.
 #[test]
-#[ignore = "product bug: a kill mid-upload leaves object_store staging files (<file>#<n>) in the FILESYSTEM bucket forever"]
 fn kill_mid_upload_leaves_no_staging_files() {
     const TENANTS: [&str; 1] = ["staging"];
     let tmp = test_dir("crash-staging");
@@ -1073,7 +1080,6 @@ fn kill_mid_upload_leaves_no_staging_files() {
 /// (above), makes a block that promtool reads fine unreadable to Ringest ("segment shorter than
 /// its header"), and a non-empty one would shift the segment numbers of the files after it.
 #[test]
-#[ignore = "product bug: ringest::tsdb::querier::Block::open takes every file in chunks/ for a segment (Prometheus only numbered ones)"]
 fn block_reader_ignores_files_that_are_not_segments() {
     use ringest::tsdb::block::{write_block, BlockSeries, ChunkMeta};
     use ringest::tsdb::chunkenc::XorChunk;

@@ -283,13 +283,19 @@ const CHUNK_READ_GUESS: u64 = 512;
 impl ChunkReader {
     /// Opens every segment file in `dir`, in name order, and checks their headers.
     pub fn open(dir: &Path) -> Result<ChunkReader, BlockError> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        // Like Prometheus's `sequenceFiles`: only numbered files are segments, in number order
+        // (anything else, e.g. a stray upload staging file, is not part of the block).
+        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
             .map_err(|e| BlockError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let n = e.file_name().to_str()?.parse::<u64>().ok()?;
+                Some((n, e.path()))
+            })
             .collect();
         names.sort();
         let mut segments = Vec::with_capacity(names.len());
-        for p in names {
+        for (_, p) in names {
             let seg = ByteSource::open(&p)?;
             let hdr = seg
                 .read(0, SEGMENT_HEADER_SIZE)
