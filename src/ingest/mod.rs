@@ -298,6 +298,13 @@ mod tests {
         ing
     }
 
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
     /// One sample a minute of one series from `from` for `hours`.
     async fn write_hours(ing: &Ingestor, tenant: &str, from: i64, hours: i64) {
         for i in 0..hours * 60 {
@@ -311,10 +318,7 @@ mod tests {
     async fn retention_deletes_only_expired_uploaded_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let ing = ingestor(dir.path());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = now_ms();
         // 10 days ago, aligned: two blocks cut (0-2h, 2-4h), the rest stays in the head.
         let base = (now - 240 * H) / (2 * H) * (2 * H);
         write_hours(&ing, "a", base, 7).await;
@@ -370,10 +374,7 @@ mod tests {
     async fn reads_span_blocks_and_head_and_the_bucket_tenant_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ing = ingestor(dir.path());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let now = now_ms();
         let base = (now - 24 * H) / (2 * H) * (2 * H);
         write_hours(&ing, "a", base, 4).await;
         assert_eq!(ing.compact(), 1);

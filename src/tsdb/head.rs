@@ -880,7 +880,8 @@ fn candidates(st: &HashStripe, matchers: &[Matcher]) -> Option<Vec<u64>> {
     acc
 }
 
-fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+/// Sorted intersection of two sorted lists (postings of the head and of blocks).
+pub(crate) fn intersect<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::tsdb::block::{read_meta, BlockError, BlockMeta};
 use crate::tsdb::chunkenc::iter_bytes;
 use crate::tsdb::chunks::ChunkReader;
-use crate::tsdb::head::SeriesSamples;
+use crate::tsdb::head::{intersect, SeriesSamples};
 use crate::tsdb::index::{IndexReader, SymbolCache};
 use crate::tsdb::matcher::{MatchType, Matcher};
 
@@ -30,23 +30,6 @@ impl std::fmt::Debug for Block {
             .field("meta", &self.meta)
             .finish_non_exhaustive()
     }
-}
-
-/// Sorted intersection of two sorted id lists.
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
 }
 
 impl Block {

@@ -682,29 +682,7 @@ impl Prometheus {
     pub fn query_matrix(&self, query: &str, time_ms: i64) -> Vec<MatrixSeries> {
         let t = api_time(time_ms);
         let data = self.api("/api/v1/query", &[("query", query), ("time", &t)]);
-        assert_eq!(data["resultType"], "matrix", "{query}: not a matrix");
-        let mut out: Vec<MatrixSeries> = data["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| MatrixSeries {
-                labels: json_labels(&s["metric"]),
-                values: s["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| {
-                        let ts = p[0].as_f64().expect("time is a number");
-                        (
-                            (ts * 1000.0).round() as i64,
-                            p[1].as_str().expect("value is a string").to_string(),
-                        )
-                    })
-                    .collect(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        matrix_of(&data, query)
     }
 
     /// `/api/v1/query_range` of `query` over [start_ms, end_ms] every `step_ms`; the result is a
@@ -727,29 +705,7 @@ impl Prometheus {
                 ("step", &step),
             ],
         );
-        assert_eq!(data["resultType"], "matrix", "{query}: not a matrix");
-        let mut out: Vec<MatrixSeries> = data["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| MatrixSeries {
-                labels: json_labels(&s["metric"]),
-                values: s["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| {
-                        let ts = p[0].as_f64().expect("time is a number");
-                        (
-                            (ts * 1000.0).round() as i64,
-                            p[1].as_str().expect("value is a string").to_string(),
-                        )
-                    })
-                    .collect(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        matrix_of(&data, query)
     }
 
     /// Instant-vector `query` at `time_ms` as (labels, value string), sorted.
@@ -784,6 +740,33 @@ fn json_labels(v: &serde_json::Value) -> Labels {
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect()
+}
+
+/// The matrix result of a Prometheus API answer, sorted by labels, values as printed.
+fn matrix_of(data: &serde_json::Value, query: &str) -> Vec<MatrixSeries> {
+    assert_eq!(data["resultType"], "matrix", "{query}: not a matrix");
+    let mut out: Vec<MatrixSeries> = data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| MatrixSeries {
+            labels: json_labels(&s["metric"]),
+            values: s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let ts = p[0].as_f64().expect("time is a number");
+                    (
+                        (ts * 1000.0).round() as i64,
+                        p[1].as_str().expect("value is a string").to_string(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
 }
 
 /// One line of `promtool tsdb dump`.
