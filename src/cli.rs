@@ -123,6 +123,9 @@ pub struct RoutingArgs {
     /// Timeout of each forwarded write.
     #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = parse_duration)]
     pub forward_timeout: Duration,
+    /// Longest backoff of a peer that failed as unavailable or timed out (Thanos, hidden there too).
+    #[arg(long = "receive-forward-max-backoff", default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub forward_max_backoff: Duration,
 }
 
 /// Storage flags.

@@ -185,6 +185,7 @@ async fn serve_async(
             r.replication_factor,
             r.forward_timeout,
             limits.max_decompressed_bytes,
+            r.forward_max_backoff,
             r.local_endpoint.clone(),
             ingestor.clone(),
         ))),

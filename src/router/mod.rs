@@ -9,7 +9,7 @@ pub mod ring;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -47,6 +47,63 @@ pub enum RouteError {
     },
 }
 
+/// Peers that recently failed as unavailable, skipped until their backoff ends (Thanos
+/// `peerGroup`: exponential from 100 ms, doubling, with jitter, up to a maximum). While a peer is
+/// backed off its replicas fail at once as unavailable instead of each request waiting out the
+/// forward timeout on a dead or hung node, and the peer is not flooded with retries.
+pub struct PeerStates {
+    max_backoff: Duration,
+    down: parking_lot::Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+/// First backoff of a peer that just failed.
+const MIN_PEER_BACKOFF: Duration = Duration::from_millis(100);
+
+impl PeerStates {
+    /// No peer backed off; backoffs grow up to `max_backoff`.
+    pub fn new(max_backoff: Duration) -> Self {
+        Self {
+            max_backoff,
+            down: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// When the peer may be tried again, if it is backed off now.
+    pub fn backed_off_until(&self, peer: &str) -> Option<Instant> {
+        let down = self.down.lock();
+        let &(_, until) = down.get(peer)?;
+        (until > Instant::now()).then_some(until)
+    }
+
+    /// Records a failure: the next try waits 100 ms × 2^(failures − 1) (jittered, at most the max).
+    pub fn mark_unavailable(&self, peer: &str) {
+        let mut down = self.down.lock();
+        let e = down
+            .entry(peer.to_string())
+            .or_insert((0, Instant::now()));
+        let exp = MIN_PEER_BACKOFF.saturating_mul(1u32 << e.0.min(16));
+        let wait = exp.min(self.max_backoff).max(MIN_PEER_BACKOFF.min(self.max_backoff));
+        // Jitter in [wait/2, wait], so routers that lost a peer together do not return together.
+        let jitter = {
+            use std::hash::BuildHasher;
+            let r = std::collections::hash_map::RandomState::new().hash_one(e.0);
+            wait.mul_f64(0.5 + (r % 1000) as f64 / 2000.0)
+        };
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now() + jitter;
+        metrics::gauge!("ringest_forward_peer_backoff_seconds", "peer" => peer.to_string())
+            .set(jitter.as_secs_f64());
+    }
+
+    /// Records a success: the peer is up again.
+    pub fn mark_available(&self, peer: &str) {
+        if self.down.lock().remove(peer).is_some() {
+            metrics::gauge!("ringest_forward_peer_backoff_seconds", "peer" => peer.to_string())
+                .set(0.0);
+        }
+    }
+}
+
 /// Connections to peer ingestors, one pooled HTTP/2 channel each.
 #[derive(Default)]
 pub struct Peers {
@@ -82,6 +139,7 @@ impl Peers {
 pub struct Router {
     ring: RingHandle,
     peers: Peers,
+    peer_states: PeerStates,
     replication_factor: usize,
     forward_timeout: Duration,
     local_endpoint: Option<String>,
@@ -115,12 +173,14 @@ impl Router {
         replication_factor: usize,
         forward_timeout: Duration,
         max_message_bytes: usize,
+        max_backoff: Duration,
         local_endpoint: Option<String>,
         local: Option<Arc<Ingestor>>,
     ) -> Self {
         Self {
             ring,
             peers: Peers::new(max_message_bytes),
+            peer_states: PeerStates::new(max_backoff),
             replication_factor,
             forward_timeout,
             local_endpoint,
@@ -258,6 +318,17 @@ impl Router {
                 )),
             };
         }
+        if let Some(until) = self.peer_states.backed_off_until(endpoint) {
+            metrics::counter!("ringest_forward_errors_total", "peer" => endpoint.to_string(), "cause" => "BackedOff")
+                .increment(1);
+            return Err((
+                ReplicaError::Unavailable,
+                format!(
+                    "{endpoint} is backed off after failures for another {:?}",
+                    until.saturating_duration_since(Instant::now())
+                ),
+            ));
+        }
         let size: usize = idxs
             .iter()
             .map(|&i| timeseries_field_len(body_lens[i as usize]))
@@ -277,6 +348,15 @@ impl Router {
             }
             Err(status) => Err(status),
         };
+        match &result {
+            Ok(_) => self.peer_states.mark_available(endpoint),
+            // Down, or hung past the forward timeout: back off (Thanos backs off on Unavailable;
+            // a hung peer answers nothing, so its timeouts count too).
+            Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                self.peer_states.mark_unavailable(endpoint)
+            }
+            Err(_) => {}
+        }
         let outcome = if result.is_ok() { "success" } else { "error" };
         metrics::counter!("ringest_forward_requests_total", "peer" => endpoint.to_string(), "result" => outcome)
             .increment(1);
@@ -286,5 +366,36 @@ impl Router {
                 .increment(1);
             (kind, format!("forwarding to {endpoint}: {}", status.message()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_backoff_doubles_up_to_the_max_and_resets_on_success() {
+        let st = PeerStates::new(Duration::from_millis(800));
+        assert!(st.backed_off_until("a:1").is_none());
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let before = Instant::now();
+            st.mark_unavailable("a:1");
+            let until = st.backed_off_until("a:1").expect("backed off");
+            waits.push(until - before);
+        }
+        // Jittered into [wait/2, wait]: 100, 200, 400, 800, 800, 800 ms at most.
+        let caps = [100u64, 200, 400, 800, 800, 800];
+        for (w, cap) in waits.iter().zip(caps) {
+            let cap = Duration::from_millis(cap);
+            assert!(*w <= cap + Duration::from_millis(5) && *w >= cap / 2, "{waits:?}");
+        }
+        assert!(st.backed_off_until("b:1").is_none(), "other peers are not affected");
+        st.mark_available("a:1");
+        assert!(st.backed_off_until("a:1").is_none());
+        // After a success the next failure starts over at 100 ms.
+        let before = Instant::now();
+        st.mark_unavailable("a:1");
+        assert!(st.backed_off_until("a:1").unwrap() - before <= Duration::from_millis(105));
     }
 }
