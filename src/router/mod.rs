@@ -78,11 +78,11 @@ impl PeerStates {
     /// Records a failure: the next try waits 100 ms × 2^(failures − 1) (jittered, at most the max).
     pub fn mark_unavailable(&self, peer: &str) {
         let mut down = self.down.lock();
-        let e = down
-            .entry(peer.to_string())
-            .or_insert((0, Instant::now()));
+        let e = down.entry(peer.to_string()).or_insert((0, Instant::now()));
         let exp = MIN_PEER_BACKOFF.saturating_mul(1u32 << e.0.min(16));
-        let wait = exp.min(self.max_backoff).max(MIN_PEER_BACKOFF.min(self.max_backoff));
+        let wait = exp
+            .min(self.max_backoff)
+            .max(MIN_PEER_BACKOFF.min(self.max_backoff));
         // Jitter in [wait/2, wait], so routers that lost a peer together do not return together.
         let jitter = {
             use std::hash::BuildHasher;
@@ -351,8 +351,14 @@ impl Router {
         match &result {
             Ok(_) => self.peer_states.mark_available(endpoint),
             // Down, or hung past the forward timeout: back off (Thanos backs off on Unavailable;
-            // a hung peer answers nothing, so its timeouts count too).
-            Err(s) if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+            // a hung peer answers nothing, so its timeouts count too: tonic reports its own
+            // request timeout as Cancelled, ours as DeadlineExceeded).
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+                ) =>
+            {
                 self.peer_states.mark_unavailable(endpoint)
             }
             Err(_) => {}
@@ -388,9 +394,15 @@ mod tests {
         let caps = [100u64, 200, 400, 800, 800, 800];
         for (w, cap) in waits.iter().zip(caps) {
             let cap = Duration::from_millis(cap);
-            assert!(*w <= cap + Duration::from_millis(5) && *w >= cap / 2, "{waits:?}");
+            assert!(
+                *w <= cap + Duration::from_millis(5) && *w >= cap / 2,
+                "{waits:?}"
+            );
         }
-        assert!(st.backed_off_until("b:1").is_none(), "other peers are not affected");
+        assert!(
+            st.backed_off_until("b:1").is_none(),
+            "other peers are not affected"
+        );
         st.mark_available("a:1");
         assert!(st.backed_off_until("a:1").is_none());
         // After a success the next failure starts over at 100 ms.

@@ -1171,8 +1171,13 @@ impl Router {
             format!("--receive.hashrings-file={}", hashrings.display()),
             "--receive.hashrings-algorithm=ketama".to_string(),
             format!("--receive.replication-factor={rf}"),
-            "--receive-forward-timeout=5s".to_string(),
         ];
+        if !extra_args
+            .iter()
+            .any(|a| a.starts_with("--receive-forward-timeout"))
+        {
+            args.push("--receive-forward-timeout=5s".to_string());
+        }
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let mut proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
         wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
