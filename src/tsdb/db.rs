@@ -297,10 +297,11 @@ impl Db {
             ..HeadOptions::default()
         });
         remove_unfinished_blocks(dir)?;
-        let blocks = open_blocks(dir)?;
+        let (blocks, persisted_until) = open_blocks(dir)?;
         // Everything below the end of the newest block is persisted: the floor for appends,
         // and WAL samples below it (a crash between a cut and the WAL truncation) are skipped.
-        if let Some(maxt) = blocks.iter().map(|b| b.meta().max_time).max() {
+        let served = blocks.iter().map(|b| b.meta().max_time).max();
+        if let Some(maxt) = served.max(persisted_until) {
             head.set_min_valid_time(maxt);
         }
         let started = Instant::now();
@@ -411,7 +412,16 @@ impl Db {
         }
         let mut parts = Vec::with_capacity(blocks.len() + 1);
         for b in &blocks {
-            parts.push(b.select(mint, maxt, matchers)?);
+            match b.select(mint, maxt, matchers) {
+                Ok(part) => parts.push(part),
+                Err(BlockError::Corrupt(reason)) => {
+                    // Damage found while reading (series entries and chunks are checked as they
+                    // are read): stop serving the block and answer from the rest.
+                    self.blocks.write().retain(|x| !Arc::ptr_eq(x, b));
+                    quarantine(&self.dir, b.dir(), &reason)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         parts.push(head);
         Ok(merge_series(parts))
@@ -1063,22 +1073,72 @@ fn remove_unfinished_blocks(dir: &Path) -> Result<(), TsdbError> {
 }
 
 /// Opens every finished block under `dir`, oldest first.
-fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
+///
+/// A block that does not open (corrupt or truncated files) is quarantined, not served. Returns
+/// the blocks and the end of the newest quarantined block the shipper had uploaded: its samples
+/// are safe in the bucket, so the WAL must not bring them back as a second, overlapping block.
+/// The samples of a quarantined block never uploaded are left to WAL replay, which restores what
+/// the WAL still holds.
+fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, Option<i64>), TsdbError> {
     let io = |source| TsdbError::CreateDir {
         path: dir.to_path_buf(),
         source,
     };
     let mut out = Vec::new();
+    let mut persisted_until = None;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let name = entry.file_name();
-        let is_block = name.to_str().is_some_and(|n| n.parse::<Ulid>().is_ok());
-        if is_block && entry.path().is_dir() {
-            out.push(Arc::new(Block::open(&entry.path())?));
+        let Some(ulid) = name.to_str().and_then(|n| n.parse::<Ulid>().ok()) else {
+            continue;
+        };
+        if !entry.path().is_dir() {
+            continue;
+        }
+        match Block::open(&entry.path()) {
+            Ok(b) => out.push(Arc::new(b)),
+            Err(e @ (BlockError::Corrupt(_) | BlockError::Io { .. })) => {
+                let uploaded = crate::shipper::uploaded(dir).is_ok_and(|u| u.contains(&ulid));
+                if uploaded {
+                    let maxt = crate::tsdb::block::read_meta(&entry.path())
+                        .map(|m| m.max_time)
+                        .ok();
+                    persisted_until = persisted_until.max(maxt);
+                }
+                quarantine(dir, &entry.path(), &e.to_string())?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     out.sort_by_key(|b| b.meta().ulid);
-    Ok(out)
+    Ok((out, persisted_until))
+}
+
+/// Moves a damaged block to `<dir>/quarantine/<ULID>` (kept for inspection, never served or
+/// uploaded) and says so.
+fn quarantine(dir: &Path, block_dir: &Path, reason: &str) -> Result<(), TsdbError> {
+    let qdir = dir.join("quarantine");
+    let name = block_dir.file_name().unwrap_or_default();
+    let mut dest = qdir.join(name);
+    let mut n = 1;
+    while dest.exists() {
+        dest = qdir.join(format!("{}.{n}", name.to_string_lossy()));
+        n += 1;
+    }
+    match std::fs::create_dir_all(&qdir).and_then(|_| std::fs::rename(block_dir, &dest)) {
+        Ok(()) => {}
+        // Already moved by a concurrent read, or deleted by retention.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BlockError::io(block_dir, e).into()),
+    }
+    tracing::error!(
+        block = %block_dir.display(),
+        moved_to = %dest.display(),
+        reason,
+        "corrupt block quarantined: it is no longer served or uploaded"
+    );
+    metrics::counter!("ringest_tsdb_blocks_quarantined_total").increment(1);
+    Ok(())
 }
 
 /// Replays `wal_dir` into `head`: the last checkpoint, then the segments after it, repairing
@@ -1408,7 +1468,7 @@ mod tests {
     fn dump_blocks(db_dir: &Path) -> (HashMap<String, Vec<(i64, u64)>>, u64) {
         let out = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(out.path().join("wal")).unwrap(); // promtool 2.42 opens it
-        for b in open_blocks(db_dir).unwrap() {
+        for b in open_blocks(db_dir).unwrap().0 {
             let ulid = b.meta().ulid;
             let (src, dst) = (
                 db_dir.join(ulid.to_string()),
@@ -1532,7 +1592,7 @@ mod tests {
             }
         }
         assert_eq!(blocks.len(), 2);
-        let metas = open_blocks(&path).unwrap();
+        let metas = open_blocks(&path).unwrap().0;
         assert_eq!(
             metas.iter().map(|b| b.meta().max_time).collect::<Vec<_>>(),
             vec![base + RANGE, base + 2 * RANGE]
@@ -1632,6 +1692,86 @@ mod tests {
         db.close().unwrap();
     }
 
+    /// Flips a byte in the middle of `path`.
+    fn flip_middle(path: &Path) {
+        let mut b = std::fs::read(path).unwrap();
+        let i = b.len() / 2;
+        b[i] ^= 0xff;
+        std::fs::write(path, b).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_blocks_are_quarantined_not_served() {
+        const RANGE: i64 = 7_200_000;
+        for uploaded in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            let db = Db::open(&path, small_opts()).unwrap();
+            let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+            let mut want = HashMap::new();
+            write_minutes(&db, base, 0..200, 20, |_| usize::MAX, &mut want).await;
+            // A cut whose WAL truncation never ran: the WAL still holds the block's samples.
+            let mut st = CompactStats::default();
+            db.cut_range(db.head().min_time(), base + RANGE, &mut st)
+                .unwrap();
+            let ulid = st.blocks[0];
+            db.close().unwrap();
+            drop(db);
+            if uploaded {
+                std::fs::write(
+                    path.join("thanos.shipper.json"),
+                    format!("{{\"version\": 1, \"uploaded\": [\"{ulid}\"]}}"),
+                )
+                .unwrap();
+            }
+            // Damage the index (caught when the block is opened).
+            let index = path.join(ulid.to_string()).join("index");
+            let len = std::fs::metadata(&index).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&index)
+                .unwrap()
+                .set_len(len - 10)
+                .unwrap();
+            let db = Db::open(&path, small_opts()).unwrap();
+            assert!(db.blocks().is_empty());
+            assert!(!path.join(ulid.to_string()).exists());
+            assert!(path
+                .join("quarantine")
+                .join(ulid.to_string())
+                .join("index")
+                .exists());
+            let got = head_samples(&db);
+            let in_range = |t: i64| t < base + RANGE;
+            if uploaded {
+                // The bucket has the block: the WAL must not bring its samples back.
+                assert!(got.values().flatten().all(|&(t, _)| !in_range(t)));
+            } else {
+                // Never uploaded: the WAL still had them, so nothing is lost.
+                assert_dump_eq(&got, &want);
+            }
+            db.close().unwrap();
+        }
+
+        // Damage inside a chunk is found on read: the block is quarantined and the query answered
+        // from the rest.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Db::open(&path, small_opts()).unwrap();
+        let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+        let mut want = HashMap::new();
+        write_minutes(&db, base, 0..300, 20, |_| usize::MAX, &mut want).await;
+        assert_eq!(db.compact().unwrap().blocks.len(), 1);
+        let ulid = db.blocks()[0].meta().ulid;
+        flip_middle(&path.join(ulid.to_string()).join("chunks").join("000001"));
+        let got = db.select(i64::MIN, i64::MAX, &[]).unwrap();
+        assert!(db.blocks().is_empty());
+        assert!(path.join("quarantine").join(ulid.to_string()).exists());
+        let n: usize = got.iter().map(|s| s.samples.len()).sum();
+        assert_eq!(n, 20 * (300 - 120), "the head's samples are still served");
+        db.close().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn crash_between_cut_and_wal_truncation_duplicates_nothing() {
         const RANGE: i64 = 7_200_000;
@@ -1689,6 +1829,7 @@ mod tests {
         assert_eq!(
             open_blocks(&path)
                 .unwrap()
+                .0
                 .iter()
                 .map(|b| b.meta().max_time)
                 .collect::<Vec<_>>(),
