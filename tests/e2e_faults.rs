@@ -226,3 +226,241 @@ fn two_of_three_ingestors_down_answers_503_and_retries_fill_the_gap() {
         }
     }
 }
+
+/// A tmpfs mounted at `path` for the test's lifetime (the test runs as root, as CI does).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs for the disk-full test needs root (CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(path.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount {size}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A request of 200 series × 20 samples at `round` with values that compress poorly.
+fn bulky_request(start: i64, round: usize) -> WriteRequest {
+    let mut x = (round as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let idx: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    WriteRequest {
+        timeseries: idx
+            .iter()
+            .map(|i| {
+                let samples: Vec<(i64, f64)> = (0..20)
+                    .map(|k| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (
+                            start + (round * 20 + k) as i64 * 10,
+                            f64::from_bits(x >> 12) * 1e3,
+                        )
+                    })
+                    .collect();
+                series(&[("__name__", "ringest_disk_full"), ("i", i)], &samples)
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn disk_full_answers_5xx_then_recovers_without_restart() {
+    let tmp = test_dir("faults-disk-full");
+    let dir = tmp.path();
+    let fs = Tmpfs::mount(&dir.join("ingest-df"), "4m");
+    let mut ing = Ingestor::start("ingest-df", dir, &[]);
+    let start = now_ms() - 3_600_000;
+    let mut acked = BTreeMap::new();
+    let mut refused = Vec::new();
+    let mut round = 0;
+    // Fill the disk: writes are acknowledged until the WAL cannot grow, then refused as 5xx.
+    // Like Prometheus, a refused request is retried (here three times) before the next is sent.
+    let mut req = bulky_request(start, round);
+    while refused.len() < 3 {
+        assert!(round < 2000, "the 4 MiB disk never filled up");
+        let r = remote_write(&ing.rw, None, &req);
+        if r.is_2xx() {
+            assert!(
+                refused.is_empty(),
+                "a retry succeeded while the disk is full"
+            );
+            remember(&mut acked, &req);
+            round += 1;
+            req = bulky_request(start, round);
+        } else {
+            assert_eq!(r.status, 503, "disk full: {} {}", r.status, r.text());
+            refused.push(r.text());
+        }
+    }
+    eprintln!(
+        "disk full after {round} acknowledged writes: {}",
+        refused[0]
+    );
+    assert!(
+        refused[0].contains("No space left"),
+        "the 503 should say the disk is full: {}",
+        refused[0]
+    );
+    ing.proc.assert_running();
+    wait_http_ok(&ing.http, "/-/healthy", Duration::from_secs(5), None);
+
+    // Space comes back: the same process accepts writes again (the WAL recovers by itself).
+    fs.resize("64m");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = remote_write(&ing.rw, None, &req);
+        if r.is_2xx() {
+            break;
+        }
+        assert!(
+            r.status == 503 && Instant::now() < deadline,
+            "after freeing space: {} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    remember(&mut acked, &req);
+    let more = bulky_request(start, round + 1);
+    assert!(remote_write(&ing.rw, None, &more).is_2xx());
+    remember(&mut acked, &more);
+    assert_all_read_back(&ing.http, &acked, start - 1, now_ms());
+
+    // Nothing on disk is corrupt: after a SIGKILL the WAL replays every acknowledged sample.
+    ing.proc.kill9();
+    ing.proc.restart();
+    ing.wait_ready();
+    assert_all_read_back(&ing.http, &acked, start - 1, now_ms());
+    // (While the disk was full the WAL writer repaired its own torn segment and moved on to a
+    // new one; replay must find nothing left to repair.)
+    let logs = ing.proc.logs();
+    assert!(
+        !logs.contains("WAL corruption: keeping records before it"),
+        "replay after the disk-full episode found corruption:\n{logs}"
+    );
+    ing.proc.kill9();
+}
+
+/// The only WAL segment of the default tenant under `data`.
+fn last_segment(data: &std::path::Path) -> std::path::PathBuf {
+    let wal = data.join("default-tenant").join("wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .collect();
+    segs.sort();
+    segs.pop().expect("a WAL segment")
+}
+
+#[test]
+fn torn_wal_tail_and_corrupt_record_are_repaired_and_replicas_cover_the_loss() {
+    let tmp = test_dir("faults-wal");
+    let dir = tmp.path();
+    let mut ings: Vec<Ingestor> = (0..3)
+        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .collect();
+    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
+    let router = Router::start("router", dir, &eps, 3, &[]);
+    let start = now_ms() - 600_000;
+    let mut acked = BTreeMap::new();
+    for k in 0..100 {
+        let req = request(start + k * 1000, k as f64 + 0.5);
+        assert!(remote_write(&router.rw, None, &req).is_2xx());
+        remember(&mut acked, &req);
+    }
+
+    // Ingestor 0: a torn tail, as a crash in the middle of an unacknowledged write leaves it (a
+    // record header promising more bytes than follow).
+    ings[0].proc.kill9();
+    let seg = last_segment(&ings[0].data);
+    // Where the last record ends, as the WAL reader sees it (records may end in zero bytes).
+    let end = {
+        let mut r = ringest::tsdb::wlog::Reader::open(seg.parent().unwrap()).unwrap();
+        while r.next().unwrap().is_some() {}
+        r.offset() as usize
+    };
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let torn = [1u8, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 7, 7, 7, 7];
+    bytes.truncate(end);
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&seg, &bytes).unwrap();
+    ings[0].proc.restart();
+    ings[0].wait_ready();
+    let logs = ings[0].proc.logs();
+    assert!(
+        logs.contains("WAL corruption"),
+        "the repair should be logged:\n{logs}"
+    );
+    // The tail held nothing acknowledged: the ingestor alone still has everything.
+    assert_all_read_back(&ings[0].http, &acked, start - 1, now_ms());
+
+    // Ingestor 1: a flipped byte in the middle of an acknowledged record. It drops that record
+    // and everything after it (logging where), serves what came before, and the other replicas
+    // cover what it lost.
+    ings[1].proc.kill9();
+    let seg = last_segment(&ings[1].data);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes[end / 2] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    ings[1].proc.restart();
+    ings[1].wait_ready();
+    let logs = ings[1].proc.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("WAL corruption"))
+        .unwrap_or_else(|| panic!("the repair should be logged:\n{logs}"));
+    assert!(
+        line.contains("segment") && line.contains("offset"),
+        "the log should say where: {line}"
+    );
+    let own = read_all(&ings[1].http, None, start - 1, now_ms()).unwrap();
+    let own_n: usize = own.values().map(Vec::len).sum();
+    let all_n: usize = acked.values().map(Vec::len).sum();
+    assert!(
+        own_n > 0 && own_n < all_n,
+        "ingestor 1 kept {own_n} of {all_n} samples"
+    );
+    // Through the router (replicas merged) nothing acknowledged is missing.
+    assert_all_read_back(&router.http, &acked, start - 1, now_ms());
+    // And it serves new writes.
+    let req = request(start + 200_000, 9.0);
+    assert!(remote_write(&ings[1].rw, None, &req).is_2xx());
+    eprintln!("corrupt record: ingestor 1 kept {own_n} of {all_n} samples; line: {line}");
+}
