@@ -752,6 +752,83 @@ fn corpus(base: i64) -> Vec<Case> {
         .metric(&m)
         .written(0),
     );
+    // A 1.0 series carrying a native histogram (TimeSeries field 4) next to a valid one.
+    let m = next_metric();
+    let mut with_histogram =
+        pb_series(&[(b"__name__", m.as_bytes()), (b"kind", b"histogram")], &[]);
+    pb_len(&mut with_histogram, 4, b"");
+    cases.push(
+        Case::new(
+            "labels",
+            "v1-histogram-series",
+            v1(&pb_write_request(&[
+                with_histogram,
+                pb_series(
+                    &[(b"__name__", m.as_bytes()), (b"kind", b"float")],
+                    &[(base, 2.0)],
+                ),
+            ])),
+            Want::Http(400),
+            &["partial write", "native histograms are not supported"],
+        )
+        .metric(&m)
+        .written(1)
+        .stores(
+            d,
+            &[("__name__", &m), ("kind", "float")],
+            &bits(&[(base, 2.0)]),
+        ),
+    );
+    // A 1.0 exemplar (TimeSeries field 3) whose label value is not UTF-8: the whole request.
+    let m = next_metric();
+    let mut exemplar = Vec::new();
+    pb_len(&mut exemplar, 1, &pb_label(b"trace_id", b"\xff\xfe"));
+    let mut with_exemplar = pb_series(&[(b"__name__", m.as_bytes())], &[(base, 1.0)]);
+    pb_len(&mut with_exemplar, 3, &exemplar);
+    cases.push(
+        Case::new(
+            "utf8",
+            "v1-exemplar-label-value",
+            v1(&pb_write_request(&[with_exemplar])),
+            Want::Http(400),
+            &["invalid UTF-8 in Label.value"],
+        )
+        .metric(&m)
+        .written(0),
+    );
+    // Valid edges of 1.0: the same series twice in one request (in time order), and a series
+    // without samples (nothing to store, nothing wrong).
+    let m = next_metric();
+    cases.push(
+        Case::accepted(
+            "values",
+            "same-series-twice-accepted",
+            v1(&pb_write_request(&[
+                pb_series(&[(b"__name__", m.as_bytes())], &[(base, 1.0)]),
+                pb_series(&[(b"__name__", m.as_bytes())], &[(base + 1000, 2.0)]),
+            ])),
+        )
+        .metric(&m)
+        .written(2)
+        .stores(
+            d,
+            &[("__name__", &m)],
+            &bits(&[(base, 1.0), (base + 1000, 2.0)]),
+        ),
+    );
+    let m = next_metric();
+    cases.push(
+        Case::accepted(
+            "values",
+            "v1-series-without-samples-accepted",
+            v1(&pb_write_request(&[pb_series(
+                &[(b"__name__", m.as_bytes())],
+                &[],
+            )])),
+        )
+        .metric(&m)
+        .written(0),
+    );
     // A 2.0 partial write: duplicate label names through symbol refs.
     let m = next_metric();
     let raw = v2_request(
@@ -2053,6 +2130,25 @@ fn hostile_corpus_gets_precise_answers_and_touches_no_acknowledged_data() {
     let mut aio_store = Store::new();
     write_baseline(&aio_t, base, &mut aio_store);
     runner.run(&aio_t, &main_cases, &mut aio_store);
+
+    // Clients stalled mid-body do not keep others from writing.
+    let stalled: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&aio_t.rw).unwrap();
+            c.write_all(
+                b"POST /api/v1/receive HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n0123456789",
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    end_problems.extend(
+        runner
+            .probe(&aio_t, "32-stalled-clients", true, &mut aio_store)
+            .into_iter()
+            .map(|p| format!("all-in-one with 32 clients stalled mid-body: {p}")),
+    );
+    drop(stalled);
 
     // 2. The all-in-one with small limits: body sizes.
     let (mut small, small_t, _) = start_all_in_one(
