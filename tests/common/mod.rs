@@ -2157,3 +2157,146 @@ pub fn dir_size(dir: &Path) -> u64 {
         })
         .sum()
 }
+
+// =============================================================================================
+// Hostile corpus (tests/e2e_hostile_corpus.rs): raw HTTP requests and a raw protobuf writer
+// =============================================================================================
+
+/// Sends `request` (a complete HTTP/1.1 request, head and body, exactly as given) on a fresh
+/// connection and reads the answer until the server closes, within `timeout`. For requests the
+/// regular client cannot send: chunked bodies, lying `Content-Length`, bytes HTTP forbids in a header.
+/// A write error is ignored when an answer arrives anyway (a server may refuse before reading all).
+pub fn http_raw(addr: &str, request: &[u8], timeout: Duration) -> io::Result<Response> {
+    let deadline = Instant::now() + timeout;
+    let sock: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&sock, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(timeout))?;
+    let write_result = stream.write_all(request).and_then(|_| stream.flush());
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("raw request to {addr}: no complete answer in {timeout:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                // An answer with a complete Content-Length body is enough (the server may keep
+                // the connection open while it drains what we sent).
+                if parse_response(&raw).is_ok_and(|r| {
+                    r.header("content-length")
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .is_some_and(|len| r.body.len() == len)
+                }) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if !raw.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("raw request to {addr}: read: {e}; write: {write_result:?}"),
+                ))
+            }
+        }
+    }
+    parse_response(&raw).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("raw request to {addr}: {e} (write: {write_result:?})"),
+        )
+    })
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid` in KiB, from `/proc`.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Protobuf wire types, for [`pb_key`].
+pub const PB_VARINT: u8 = 0;
+pub const PB_FIXED64: u8 = 1;
+pub const PB_LEN: u8 = 2;
+pub const PB_FIXED32: u8 = 5;
+
+/// Appends `v` as a LEB128 varint.
+pub fn pb_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends the key of field `field` with wire type `wire_type`.
+pub fn pb_key(out: &mut Vec<u8>, field: u32, wire_type: u8) {
+    pb_varint(out, (u64::from(field) << 3) | u64::from(wire_type));
+}
+
+/// Appends a length-delimited field.
+pub fn pb_len(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    pb_key(out, field, PB_LEN);
+    pb_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A remote-write 1.0 `Label` body from raw bytes (so names and values may be invalid UTF-8).
+pub fn pb_label(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    pb_len(&mut out, 1, name);
+    pb_len(&mut out, 2, value);
+    out
+}
+
+/// A `Sample` body (1.0 and 2.0 share it) with both fields always written, so every value's bits
+/// (`-0.0`, NaN payloads) and every timestamp (0, `i64::MIN`) go on the wire as given.
+pub fn pb_sample(timestamp: i64, value: f64) -> Vec<u8> {
+    let mut out = Vec::new();
+    pb_key(&mut out, 1, PB_FIXED64);
+    out.extend_from_slice(&value.to_bits().to_le_bytes());
+    pb_key(&mut out, 2, PB_VARINT);
+    pb_varint(&mut out, timestamp as u64);
+    out
+}
+
+/// A remote-write 1.0 `TimeSeries` body: labels (raw bytes, in the given order), then samples.
+pub fn pb_series(labels: &[(&[u8], &[u8])], samples: &[(i64, f64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in labels {
+        pb_len(&mut out, 1, &pb_label(name, value));
+    }
+    for &(ts, v) in samples {
+        pb_len(&mut out, 2, &pb_sample(ts, v));
+    }
+    out
+}
+
+/// A remote-write 1.0 `WriteRequest` (also the classic `thanos.WriteRequest` without a tenant)
+/// from `TimeSeries` bodies.
+pub fn pb_write_request(series: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for s in series {
+        pb_len(&mut out, 1, s);
+    }
+    out
+}
+
+/// Snappy block-format compression.
+pub fn snappy(raw: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(raw).unwrap()
+}
