@@ -94,7 +94,18 @@ fn decompress_checked(body: &[u8], limits: &Limits, out: &mut Vec<u8>) -> Result
             limit: limits.max_compressed_bytes,
         });
     }
-    let size = snap::raw::decompress_len(body)?;
+    let size = match snap::raw::decompress_len(body) {
+        Ok(size) => size,
+        // A header declaring 4 GiB or more: snap refuses it as too big before we can compare it
+        // with the limit; it is an oversized body all the same (413), not a corrupt one.
+        Err(snap::Error::TooBig { given, .. }) => {
+            return Err(DecodeError::DecompressedTooLarge {
+                size: usize::try_from(given).unwrap_or(usize::MAX),
+                limit: limits.max_decompressed_bytes,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
     if size > limits.max_decompressed_bytes {
         return Err(DecodeError::DecompressedTooLarge {
             size,

@@ -173,11 +173,22 @@ impl App {
             }
             (_, Some(ingestor)) => {
                 let series: Vec<&Series> = req.series.iter().collect();
-                ingestor
-                    .write(tenant, &req, &series)
-                    .await
-                    .map(|_| ())
-                    .map_err(ApiError::from)
+                match ingestor.write(tenant, &req, &series).await {
+                    Ok(_) => Ok(()),
+                    Err(IngestError::Conflict { stats, message }) => {
+                        // A 409 stored the request's valid samples: say how many.
+                        let written = stats.samples_appended as usize;
+                        let e = ApiError::from(IngestError::Conflict { stats, message });
+                        bufs.req = req.recycle();
+                        bufs.give_back();
+                        return Ok(WriteAnswer {
+                            status: e.status,
+                            message: e.message,
+                            samples_written: written,
+                        });
+                    }
+                    Err(e) => Err(ApiError::from(e)),
+                }
             }
             _ => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -286,6 +297,21 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
     answer.into_response()
 }
 
+/// 405 for any method but POST on the write paths, saying so (axum's own answer has no body).
+async fn write_method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let mut resp = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} not allowed on {}: remote write uses POST\n",
+            uri.path()
+        ),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    resp
+}
+
 async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
     let tenant = app.tenant(&headers).map(str::to_owned).unwrap_or_default();
@@ -354,8 +380,14 @@ async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
 /// Routes of the remote write listener.
 pub fn remote_write_routes(app: Arc<App>) -> axum::Router {
     axum::Router::new()
-        .route("/api/v1/receive", post(receive))
-        .route("/api/v1/write", post(receive))
+        .route(
+            "/api/v1/receive",
+            post(receive).fallback(write_method_not_allowed),
+        )
+        .route(
+            "/api/v1/write",
+            post(receive).fallback(write_method_not_allowed),
+        )
         // Body size is enforced in the handler so the answer names the limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(app)

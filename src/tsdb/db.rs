@@ -680,7 +680,7 @@ impl Db {
                 .iter()
                 .flat_map(|s| req.series_samples(s))
                 .map(|s| s.timestamp)
-                .find(|&t| t <= max_t);
+                .find(|&t| t <= max_t && t > i64::MIN);
             if let Some(t) = first {
                 self.head.init_time(t);
             }
@@ -2045,6 +2045,22 @@ mod tests {
         };
         assert_eq!((stats.too_far_in_future, db.head().num_series()), (1, 1));
         assert!(message.starts_with("too far in the future for series {__name__=\"f\"}"));
+
+        // The empty head's sentinel timestamp never seeds or enters a head.
+        let fresh = tempfile::tempdir().unwrap();
+        let db2 = Db::open(fresh.path(), small_opts()).unwrap();
+        let err = write(&db2, &[(vec![("__name__", "m")], vec![(i64::MIN, 1.0)])])
+            .await
+            .unwrap_err();
+        let AppendError::Conflict { stats, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((stats.out_of_bounds, db2.head().num_series()), (1, 0));
+        assert!(!db2.head().initialized());
+        write(&db2, &[(vec![("__name__", "m")], vec![(now, 1.0)])])
+            .await
+            .unwrap();
+        assert!(!db2.compactable());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -668,9 +668,15 @@ impl Head {
     }
 
     /// Prometheus `appendableMinValidTime`: `max(maxT - chunkRange/2, minValidTime)`.
+    ///
+    /// Never below `i64::MIN + 1`: `i64::MIN` is the empty head's sentinel, so a sample there
+    /// would leave the head looking empty and then be cut into a block dated at the start of time
+    /// (Prometheus refuses it too: its subtraction overflows).
     pub fn appendable_min_valid_time(&self) -> i64 {
         let cw_end = self.max_time().saturating_sub(self.opts.chunk_range / 2);
-        cw_end.max(self.min_valid_time.load(Ordering::Acquire))
+        cw_end
+            .max(self.min_valid_time.load(Ordering::Acquire))
+            .max(i64::MIN + 1)
     }
 
     /// Widens the head's time range to include `[mint, maxt]`.
