@@ -464,3 +464,165 @@ fn torn_wal_tail_and_corrupt_record_are_repaired_and_replicas_cover_the_loss() {
     assert!(remote_write(&ings[1].rw, None, &req).is_2xx());
     eprintln!("corrupt record: ingestor 1 kept {own_n} of {all_n} samples; line: {line}");
 }
+
+/// Writers that keep sending their own series in time order through `rw` until told to stop,
+/// retrying a refused request (as Prometheus retries 5xx) before the next; returns what was
+/// acknowledged and how many answers were 5xx.
+fn spawn_writers(
+    rw: &str,
+    writers: usize,
+    start: i64,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(BTreeMap<Labels, Samples>, usize)>> {
+    (0..writers)
+        .map(|w| {
+            let (rw, stop) = (rw.to_string(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acked = BTreeMap::new();
+                let mut refused = 0;
+                let names: Vec<String> = (0..SERIES).map(|i| format!("w{w}-{i}")).collect();
+                let mut k = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = WriteRequest {
+                        timeseries: names
+                            .iter()
+                            .map(|n| {
+                                series(
+                                    &[("__name__", "ringest_fault_load"), ("s", n)],
+                                    &[(start + k * 10, k as f64)],
+                                )
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    loop {
+                        let r = remote_write(&rw, None, &req);
+                        if r.is_2xx() {
+                            remember(&mut acked, &req);
+                            break;
+                        }
+                        assert!(r.status >= 500, "{} {}", r.status, r.text());
+                        refused += 1;
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return (acked, refused);
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    k += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (acked, refused)
+            })
+        })
+        .collect()
+}
+
+fn join_writers(
+    handles: Vec<std::thread::JoinHandle<(BTreeMap<Labels, Samples>, usize)>>,
+) -> (BTreeMap<Labels, Samples>, usize) {
+    let mut all = BTreeMap::new();
+    let mut refused = 0;
+    for h in handles {
+        let (acked, r) = h.join().unwrap();
+        all.extend(acked);
+        refused += r;
+    }
+    (all, refused)
+}
+
+#[test]
+fn sigkill_a_random_ingestor_twenty_times_under_load_loses_nothing() {
+    let tmp = test_dir("faults-sigkill");
+    let dir = tmp.path();
+    let mut ings: Vec<Ingestor> = (0..3)
+        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .collect();
+    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
+    let router = Router::start("router", dir, &eps, 3, &["--receive-forward-timeout=2s"]);
+    let start = now_ms() - 600_000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = spawn_writers(&router.rw, 2, start, &stop);
+    // A small xorshift, seeded, so a failing schedule can be replayed.
+    let mut x: u64 = std::env::var("RINGEST_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let t0 = Instant::now();
+    for round in 0..20 {
+        let victim = rnd(3) as usize;
+        std::thread::sleep(Duration::from_millis(300 + rnd(700)));
+        ings[victim].proc.kill9();
+        std::thread::sleep(Duration::from_millis(200 + rnd(500)));
+        ings[victim].proc.restart();
+        ings[victim].wait_ready();
+        eprintln!("round {round}: killed and restarted ingestor {victim}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = join_writers(writers);
+    let n: usize = acked.values().map(Vec::len).sum();
+    eprintln!(
+        "20 SIGKILLs in {:?}: {n} samples acknowledged, {refused} answers 5xx (retried)",
+        t0.elapsed()
+    );
+    assert!(n > 10_000, "only {n} samples acknowledged");
+    assert_all_read_back(&router.http, &acked, start - 1, now_ms());
+}
+
+#[test]
+fn ring_change_under_load_loses_nothing_and_flushes_no_head() {
+    let tmp = test_dir("faults-ring");
+    let dir = tmp.path();
+    let ings: Vec<Ingestor> = (0..4)
+        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .collect();
+    let eps: Vec<&str> = ings[..3].iter().map(|i| i.grpc.as_str()).collect();
+    let router = Router::start(
+        "router",
+        dir,
+        &eps,
+        3,
+        &["--receive.hashrings-file-refresh-interval=1s"],
+    );
+    let write_ring = |endpoints: &[&str]| {
+        let ring = serde_json::json!([{ "hashring": "default", "endpoints": endpoints }]);
+        let tmp = router.hashrings.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&ring).unwrap()).unwrap();
+        std::fs::rename(&tmp, &router.hashrings).unwrap();
+    };
+    let start = now_ms() - 600_000;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = spawn_writers(&router.rw, 2, start, &stop);
+    std::thread::sleep(Duration::from_secs(2));
+    // Add a fourth ingestor, then remove the first, under load.
+    let four: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
+    write_ring(&four);
+    std::thread::sleep(Duration::from_secs(3));
+    write_ring(&four[1..]);
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, refused) = join_writers(writers);
+    let n: usize = acked.values().map(Vec::len).sum();
+    eprintln!("ring change under load: {n} samples acknowledged, {refused} answers 5xx");
+    assert!(
+        refused <= 10,
+        "{refused} 5xx answers during the ring change"
+    );
+    assert!(
+        scrape_metric(&router.http, "ringest_hashring_nodes", &[]) == Some(3.0),
+        "the router did not pick up the last ring"
+    );
+    // No ingestor flushed its head: no node cut a block (Thanos flushes on hashmod ring changes).
+    for ing in &ings {
+        let cuts = scrape_metric(&ing.http, "ringest_tsdb_blocks_cut_total", &[]).unwrap_or(0.0);
+        assert_eq!(cuts, 0.0, "{} cut blocks", ing.grpc);
+    }
+    // Everything acknowledged reads back through the router's current ring.
+    assert_all_read_back(&router.http, &acked, start - 1, now_ms());
+}
