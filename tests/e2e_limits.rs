@@ -558,8 +558,9 @@ fn head_series_limit_holds_under_a_flood_with_bounded_memory() {
         FLOOD_REQUESTS * FLOOD_SERIES,
         rss_after as i64 - rss_before as i64
     );
+    // Without the limit the same flood grows the RSS by about 100 MB (200k series in the head).
     assert!(
-        rss_after < rss_before + 64 * 1024,
+        rss_after < rss_before + 32 * 1024,
         "RSS grew from {rss_before} kB to {rss_after} kB"
     );
     assert_eq!(
