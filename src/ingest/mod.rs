@@ -452,6 +452,10 @@ mod tests {
         assert_eq!(a, 0, "nothing of the refused request was appended");
         // Existing series keep being written.
         put(&["a", "b", "c"], now + 3, "t").await.unwrap();
+        // A new series sent twice in one request counts once.
+        put(&["x", "x"], now, "dup").await.unwrap();
+        put(&["y", "z", "z"], now, "dup").await.unwrap();
+        assert_eq!(ing.tsdbs.get("dup").unwrap().head().num_series(), 3);
         // Samples no series can take (out of bounds) create nothing and do not count.
         put(&["old"], now - 48 * H, "t").await.unwrap_err();
         // 0 is unlimited.

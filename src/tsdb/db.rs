@@ -773,7 +773,8 @@ impl Db {
         max_t: i64,
         packed: &mut String,
     ) -> u64 {
-        let mut new = 0;
+        // Hashes of the new series, so one sent twice in a request counts once.
+        let mut new: Vec<u64> = Vec::new();
         for s in series {
             let in_window = |t: i64| t >= min_valid && t <= max_t;
             if !req.series_samples(s).iter().any(|x| in_window(x.timestamp)) {
@@ -783,11 +784,14 @@ impl Db {
                 req.series_labels(s).iter().map(|l| (l.name, l.value)),
                 packed,
             );
-            if !self.head.contains(packed_hash(packed), packed) {
-                new += 1;
+            let hash = packed_hash(packed);
+            if !self.head.contains(hash, packed) {
+                new.push(hash);
             }
         }
-        new
+        new.sort_unstable();
+        new.dedup();
+        new.len() as u64
     }
 
     /// Refuses a call whose new series would take the head past `limit`; when it creates series
