@@ -100,6 +100,15 @@ pub struct ServerArgs {
     /// Largest accepted decompressed request body, in bytes (413 above; checked before decompressing).
     #[arg(long = "remote-write.max-decompressed-bytes", default_value_t = 64 << 20)]
     pub max_decompressed_bytes: usize,
+    /// Thanos limits YAML (request limits, max_concurrency, head_series_limit); re-read when it changes.
+    #[arg(long = "receive.limits-config-file", conflicts_with = "limits_config")]
+    pub limits_config_file: Option<PathBuf>,
+    /// The same YAML inline (not reloaded).
+    #[arg(long = "receive.limits-config")]
+    pub limits_config: Option<String>,
+    /// How often the limits file is checked for changes.
+    #[arg(long = "receive.limits-config-reload-timer", default_value = "1s", value_parser = parse_duration)]
+    pub limits_reload_interval: Duration,
 }
 
 /// Hash ring and replication flags.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod failpoint;
 pub mod grpc;
 pub mod ingest;
+pub mod limits;
 pub mod objstore;
 pub mod query;
 pub mod remote_write;

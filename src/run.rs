@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::cli::{Cli, Command, HashringCommand, RoutingArgs, ServerArgs, StorageArgs};
 use crate::grpc::{ReaderServer, WriteableStoreServer};
 use crate::ingest::Ingestor;
+use crate::limits::Limiter;
 use crate::remote_write::Limits;
 use crate::router::{ring, Router};
 use crate::server::{self, App, AppConfig, IngestGrpc};
@@ -143,6 +144,21 @@ async fn serve_async(
         max_decompressed_bytes: server.max_decompressed_bytes,
     };
 
+    let limiter = match (&server.limits_config_file, &server.limits_config) {
+        (Some(file), _) => {
+            let (cfg, text) = crate::limits::load_file(file)?;
+            let limiter = Arc::new(Limiter::new(cfg));
+            if server.limits_reload_interval.is_zero() {
+                return Err("--receive.limits-config-reload-timer must be above 0".into());
+            }
+            limiter.watch(file.clone(), text, server.limits_reload_interval);
+            tracing::info!(path = %file.display(), "limits config loaded");
+            limiter
+        }
+        (None, Some(yaml)) => Arc::new(Limiter::new(crate::limits::parse(yaml, None)?)),
+        (None, None) => Arc::new(Limiter::default()),
+    };
+
     let ring = match routing
         .as_ref()
         .and_then(|r| r.hashrings_file.clone().map(|f| (r, f)))
@@ -172,7 +188,7 @@ async fn serve_async(
             server.tenant_label_name.clone(),
             ring.as_ref().map(|(_, h)| h.clone()),
         );
-        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts, labels))
+        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts, labels).with_limits(limiter.clone()))
     });
     let bucket = match &storage {
         Some(s) => open_bucket(s, mode)?,
@@ -207,6 +223,7 @@ async fn serve_async(
         router,
         ingestor: ingestor.clone(),
         metrics,
+        limiter,
     });
     crate::tenancy::validate(&server.default_tenant_id)?;
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::{LimitError, Limiter};
 use crate::remote_write::{Series, WriteRequest};
 use crate::tenancy::{self, TenantError};
 use crate::tsdb::block::Ulid;
@@ -35,6 +36,9 @@ pub enum IngestError {
     /// The WAL could not be written or synced (disk full, I/O error): nothing acknowledged.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The write would take the tenant's head past its head series limit; nothing was written.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// The tenant's TSDB could not be opened.
     #[error("opening TSDB of tenant {tenant:?}: {message}")]
     Open {
@@ -51,6 +55,8 @@ pub struct Ingestor {
     ready: AtomicBool,
     /// Poked by writes that made a head compactable, so the cut does not wait for the tick.
     compact_wake: tokio::sync::Notify,
+    /// Head series limits.
+    limits: Arc<Limiter>,
 }
 
 impl Ingestor {
@@ -61,7 +67,14 @@ impl Ingestor {
             tsdbs: MultiTsdb::new(base, opts, labels),
             ready: AtomicBool::new(false),
             compact_wake: tokio::sync::Notify::new(),
+            limits: Arc::new(Limiter::default()),
         }
+    }
+
+    /// Enforces the head series limits of `limits` (none by default).
+    pub fn with_limits(mut self, limits: Arc<Limiter>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Opens every tenant TSDB found on disk, replaying its WAL, then turns ready. Blocking.
@@ -89,7 +102,8 @@ impl Ingestor {
         tenancy::validate(tenant)?;
         let db = self.tsdbs.get_or_open(tenant).await?;
         let started = std::time::Instant::now();
-        let result = db.append(req, series).await;
+        let max_series = self.limits.head_series_limit(tenant);
+        let result = db.append_limited(req, series, max_series).await;
         // Append + group-commit wait: what a write spends in the TSDB, apart from decoding.
         metrics::histogram!("ringest_tsdb_append_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -106,6 +120,20 @@ impl Ingestor {
             Err(AppendError::Conflict { stats, message }) => {
                 record_written(tenant, &stats);
                 Err(IngestError::Conflict { stats, message })
+            }
+            Err(AppendError::SeriesLimit {
+                head_series,
+                new_series,
+                limit,
+            }) => {
+                let e = LimitError::HeadSeries {
+                    tenant: tenant.to_string(),
+                    head_series,
+                    new_series,
+                    limit,
+                };
+                e.record();
+                Err(IngestError::Limit(e))
             }
             Err(e) => Err(IngestError::Storage(e.to_string())),
         }
@@ -367,6 +395,81 @@ mod tests {
         assert!(db.blocks().is_empty());
         // Zero keeps everything.
         assert_eq!(ing.apply_retention(Duration::ZERO, false), 0);
+        ing.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn head_series_limit_refuses_requests_creating_series_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = crate::limits::parse(
+            "write: {default: {head_series_limit: 3}, tenants: {big: {head_series_limit: 0}}}",
+            None,
+        )
+        .unwrap();
+        let ing = Ingestor::new(
+            dir.path().to_path_buf(),
+            DbOptions::default(),
+            multitsdb::tenant_label("tenant_id"),
+        )
+        .with_limits(Arc::new(Limiter::new(limits)));
+        ing.replay().unwrap();
+        let now = now_ms();
+        fn write<'a>(names: &[&'a str], t: i64) -> WriteRequest<'a> {
+            let series: Vec<crate::tsdb::testutil::TestSeries<'a>> = names
+                .iter()
+                .map(|n| (vec![("__name__", *n)], vec![(t, 1.0)]))
+                .collect();
+            req(&series)
+        }
+        let put = |names: &'static [&'static str], t: i64, tenant: &'static str| {
+            let r = write(names, t);
+            let ing = &ing;
+            async move {
+                let refs: Vec<&Series> = r.series.iter().collect();
+                ing.write(tenant, &r, &refs).await
+            }
+        };
+        put(&["a", "b"], now, "t").await.unwrap();
+        put(&["a", "b", "c"], now + 1, "t").await.unwrap();
+        // A fourth series: refused whole, even with samples for existing series in it.
+        let err = put(&["a", "d"], now + 2, "t").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"request would create 1 new series, over the head series limit 3 of tenant "t" (3 series in the head)"#
+        );
+        assert!(matches!(
+            err,
+            IngestError::Limit(LimitError::HeadSeries {
+                head_series: 3,
+                new_series: 1,
+                limit: 3,
+                ..
+            })
+        ));
+        let db = ing.tsdbs.get("t").unwrap();
+        assert_eq!(db.head().num_series(), 3);
+        let a = ing.select("t", now + 2, now + 2, &[]).unwrap().len();
+        assert_eq!(a, 0, "nothing of the refused request was appended");
+        // Existing series keep being written.
+        put(&["a", "b", "c"], now + 3, "t").await.unwrap();
+        // A new series sent twice in one request counts once.
+        put(&["x", "x"], now, "dup").await.unwrap();
+        put(&["y", "z", "z"], now, "dup").await.unwrap();
+        assert_eq!(ing.tsdbs.get("dup").unwrap().head().num_series(), 3);
+        // Samples no series can take (out of bounds) create nothing and do not count.
+        put(&["old"], now - 48 * H, "t").await.unwrap_err();
+        // 0 is unlimited.
+        put(&["a", "b", "c", "d", "e"], now, "big").await.unwrap();
+        // Concurrent writers cannot overshoot together.
+        let names: Vec<String> = (0..64).map(|i| format!("m{i}")).collect();
+        let reqs: Vec<_> = names.iter().map(|n| write(&[n.as_str()], now)).collect();
+        let results = futures::future::join_all(reqs.iter().map(|r| async {
+            let refs: Vec<&Series> = r.series.iter().collect();
+            ing.write("c", r, &refs).await
+        }))
+        .await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+        assert_eq!(ing.tsdbs.get("c").unwrap().head().num_series(), 3);
         ing.close();
     }
 

@@ -150,9 +150,9 @@ pub struct Router {
 pub fn replica_error_of(status: &Status) -> ReplicaError {
     match status.code() {
         Code::AlreadyExists => ReplicaError::Conflict,
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled => {
-            ReplicaError::Unavailable
-        }
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Unavailable,
+        // What a Ringest ingestor answers for a head series limit.
+        Code::ResourceExhausted => ReplicaError::Limited,
         _ => ReplicaError::Unknown,
     }
 }
@@ -163,6 +163,7 @@ fn replica_error_of_ingest(err: &IngestError) -> ReplicaError {
         IngestError::Conflict { .. } => ReplicaError::Conflict,
         IngestError::Storage(_) | IngestError::Open { .. } => ReplicaError::Unavailable,
         IngestError::Tenant(_) => ReplicaError::Unknown,
+        IngestError::Limit(_) => ReplicaError::Limited,
     }
 }
 

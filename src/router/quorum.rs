@@ -14,6 +14,8 @@ pub enum ReplicaError {
     NotReady,
     /// The peer could not be reached, timed out, or reported retryable trouble.
     Unavailable,
+    /// The ingestor refused the write by a limit (head series): retry later (429).
+    Limited,
     /// Anything else.
     Unknown,
 }
@@ -40,7 +42,7 @@ pub fn series_outcome(
     let quorum = write_quorum(replication_factor);
     let threshold = failure_threshold(replication_factor);
     let (mut ok, mut failed) = (0usize, 0usize);
-    let mut counts = [0usize; 4];
+    let mut counts = [0usize; 5];
     for r in replicas {
         match r {
             None => ok += 1,
@@ -60,6 +62,7 @@ pub fn series_outcome(
         ReplicaError::Conflict,
         ReplicaError::NotReady,
         ReplicaError::Unavailable,
+        ReplicaError::Limited,
     ] {
         let n = counts[kind_index(kind)];
         if best.is_none_or(|(_, m)| n > m) {
@@ -80,13 +83,16 @@ fn kind_index(e: ReplicaError) -> usize {
         ReplicaError::NotReady => 1,
         ReplicaError::Unavailable => 2,
         ReplicaError::Unknown => 3,
+        ReplicaError::Limited => 4,
     }
 }
 
-/// Folds failed series' causes into the request's: Unavailable > NotReady > Conflict > Unknown.
+/// Folds failed series' causes into the request's: Unavailable > Limited > NotReady > Conflict >
+/// Unknown (Limited is Ringest's; both it and Unavailable ask the client to retry).
 pub fn request_cause(causes: impl IntoIterator<Item = ReplicaError>) -> Option<ReplicaError> {
     let rank = |e: ReplicaError| match e {
-        ReplicaError::Unavailable => 3,
+        ReplicaError::Unavailable => 4,
+        ReplicaError::Limited => 3,
         ReplicaError::NotReady => 2,
         ReplicaError::Conflict => 1,
         ReplicaError::Unknown => 0,
@@ -98,6 +104,17 @@ pub fn request_cause(causes: impl IntoIterator<Item = ReplicaError>) -> Option<R
 mod tests {
     use super::ReplicaError::*;
     use super::*;
+
+    #[test]
+    fn limited_replicas_are_limited_and_rank_below_unavailable() {
+        assert_eq!(series_outcome([Some(Limited)], 1), Err(Limited));
+        assert_eq!(
+            series_outcome([Some(Limited), Some(Limited), None], 3),
+            Err(Limited)
+        );
+        assert_eq!(request_cause([Conflict, Limited, NotReady]), Some(Limited));
+        assert_eq!(request_cause([Limited, Unavailable]), Some(Unavailable));
+    }
 
     #[test]
     fn quorum_matches_thanos() {

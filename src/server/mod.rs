@@ -18,6 +18,7 @@ use tonic::Status;
 
 use crate::grpc::GrpcHandler;
 use crate::ingest::{IngestError, Ingestor};
+use crate::limits::Limiter;
 use crate::query::{self, ReadError};
 use crate::remote_write::{self, Limits, Series, WriteRequest};
 use crate::router::Router;
@@ -47,6 +48,8 @@ pub struct App {
     pub ingestor: Option<Arc<Ingestor>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Write limits and gates (`--receive.limits-config-file`).
+    pub limiter: Arc<Limiter>,
 }
 
 const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
@@ -58,6 +61,8 @@ struct WriteAnswer {
     status: StatusCode,
     message: String,
     samples_written: usize,
+    /// `Retry-After` seconds (429).
+    retry_after: Option<u64>,
 }
 
 impl IntoResponse for WriteAnswer {
@@ -72,6 +77,9 @@ impl IntoResponse for WriteAnswer {
         // Native histograms and exemplars are not stored yet, so none is ever counted as written.
         h.insert(HISTOGRAMS_WRITTEN, HeaderValue::from(0u32));
         h.insert(EXEMPLARS_WRITTEN, HeaderValue::from(0u32));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -80,6 +88,7 @@ impl From<ApiError> for WriteAnswer {
     fn from(e: ApiError) -> Self {
         Self {
             status: e.status,
+            retry_after: e.retry_after_secs(),
             message: e.message,
             samples_written: 0,
         }
@@ -88,7 +97,13 @@ impl From<ApiError> for WriteAnswer {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, format!("{}\n", self.message)).into_response()
+        let retry_after = self.retry_after_secs();
+        let mut resp = (self.status, format!("{}\n", self.message)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -135,6 +150,8 @@ impl App {
             // A router without local storage forwards everything (Thanos #4359).
             replica = 0;
         }
+        // The concurrency gate, before the body is read (as Thanos); held until answered.
+        let _permit = self.limiter.admit(tenant).await?;
 
         let limit = self.config.limits.max_compressed_bytes;
         if let Some(len) = headers
@@ -145,6 +162,7 @@ impl App {
             if len > limit {
                 return Err(too_large(len, limit));
             }
+            self.limiter.check_size(tenant, len as u64, false)?;
         }
         let compressed = axum::body::to_bytes(body, limit).await.map_err(|e| {
             if std::error::Error::source(&e)
@@ -161,13 +179,28 @@ impl App {
                 )
             }
         })?;
+        // Thanos checks size_bytes_limit against the compressed and the decompressed size; the
+        // latter is read from the snappy header, before decompressing.
+        self.limiter
+            .check_size(tenant, compressed.len() as u64, false)?;
+        if let Ok(n) = snap::raw::decompress_len(&compressed) {
+            self.limiter.check_size(tenant, n as u64, true)?;
+        }
         let mut bufs = DecodeBuffers::take();
         remote_write::decompress_into(&compressed, &self.config.limits, &mut bufs.raw)?;
         let mut req = std::mem::take(&mut bufs.req).recycle();
         remote_write::decode_into(protocol, &bufs.raw, &mut req)?;
         let valid_samples = req.num_samples();
+        // Request limits count every series and sample sent, valid or not (Thanos counts the
+        // decoded request before validating it).
+        let allowed = self.limiter.check_request(
+            tenant,
+            (req.series.len() + req.invalid.len()) as u64,
+            valid_samples as u64 + req.num_invalid_samples(),
+        );
 
         let stored = match (&self.router, &self.ingestor) {
+            _ if allowed.is_err() => allowed.map_err(ApiError::from),
             (Some(router), _) if replica == 0 => {
                 router.write(tenant, &req).await.map_err(ApiError::from)
             }
@@ -195,13 +228,15 @@ impl App {
                 "no ring and no local storage",
             )),
         };
-        stored?;
-        metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
-            .increment(valid_samples as u64);
-        let answer = partial_answer(&req, valid_samples);
+        let answer = stored.map(|()| {
+            metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
+                .increment(valid_samples as u64);
+            partial_answer(&req, valid_samples)
+        });
+        // Refused requests give their buffers back too, so a flood of them allocates nothing.
         bufs.req = req.recycle();
         bufs.give_back();
-        Ok(answer)
+        answer
     }
 }
 
@@ -250,6 +285,7 @@ fn partial_answer(req: &WriteRequest<'_>, samples_written: usize) -> WriteAnswer
             status: StatusCode::NO_CONTENT,
             message: String::new(),
             samples_written,
+            retry_after: None,
         };
     }
     let mut message = format!(
@@ -269,6 +305,7 @@ fn partial_answer(req: &WriteRequest<'_>, samples_written: usize) -> WriteAnswer
         status: StatusCode::BAD_REQUEST,
         message,
         samples_written,
+        retry_after: None,
     }
 }
 

@@ -1,9 +1,12 @@
 //! The one place where errors of every module become HTTP status codes and gRPC codes.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use tonic::{Code, Status};
 
 use crate::ingest::IngestError;
+use crate::limits::{LimitError, HEAD_SERIES_RETRY_AFTER};
 use crate::query::ReadError;
 use crate::remote_write::{DecodeError, ErrorKind};
 use crate::router::quorum::ReplicaError;
@@ -17,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message, sent as the plain-text body.
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1) with 429s.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -25,6 +30,37 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The `Retry-After` header value: whole seconds, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
+    }
+}
+
+/// The HTTP status of a limit refusal: 413 for request limits (Thanos: retrying the same request
+/// cannot help), 429 for head series, concurrency and rate limits (retry after `Retry-After`).
+pub fn limit_status(e: &LimitError) -> StatusCode {
+    match e {
+        LimitError::BodySize { .. } | LimitError::Series { .. } | LimitError::Samples { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        LimitError::HeadSeries { .. }
+        | LimitError::Concurrency { .. }
+        | LimitError::Rate { .. } => StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        Self {
+            status: limit_status(&e),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
         }
     }
 }
@@ -46,9 +82,11 @@ impl From<TenantError> for ApiError {
     }
 }
 
-/// The HTTP status of a replication cause (Thanos: conflict 409, unavailable and not ready 503).
+/// The HTTP status of a replication cause (Thanos: conflict 409, unavailable and not ready 503;
+/// Ringest: an ingestor's limit 429).
 pub fn replica_status(cause: ReplicaError) -> StatusCode {
     match cause {
+        ReplicaError::Limited => StatusCode::TOO_MANY_REQUESTS,
         ReplicaError::Conflict => StatusCode::CONFLICT,
         ReplicaError::NotReady | ReplicaError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ReplicaError::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,7 +101,18 @@ impl From<RouteError> for ApiError {
             RouteError::Lookup(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RouteError::Replication { cause, .. } => replica_status(*cause),
         };
-        Self::new(status, e.to_string())
+        let retry_after = matches!(
+            e,
+            RouteError::Replication {
+                cause: ReplicaError::Limited,
+                ..
+            }
+        )
+        .then_some(HEAD_SERIES_RETRY_AFTER);
+        Self {
+            retry_after,
+            ..Self::new(status, e.to_string())
+        }
     }
 }
 
@@ -73,6 +122,7 @@ pub fn ingest_status(e: &IngestError) -> StatusCode {
         IngestError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         IngestError::Tenant(_) => StatusCode::BAD_REQUEST,
         IngestError::Conflict { .. } => StatusCode::CONFLICT,
+        IngestError::Limit(l) => limit_status(l),
         // Disk full and I/O trouble are retryable: nothing of the request was acknowledged.
         IngestError::Storage(_) | IngestError::Open { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -80,7 +130,10 @@ pub fn ingest_status(e: &IngestError) -> StatusCode {
 
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
-        Self::new(ingest_status(&e), e.to_string())
+        match e {
+            IngestError::Limit(l) => l.into(),
+            e => Self::new(ingest_status(&e), e.to_string()),
+        }
     }
 }
 
@@ -105,8 +158,19 @@ pub fn ingest_grpc_status(e: &IngestError) -> Status {
         }
         IngestError::Conflict { .. } => Code::AlreadyExists,
         IngestError::Tenant(_) => Code::InvalidArgument,
+        IngestError::Limit(l) => limit_grpc_code(l),
     };
     Status::new(code, e.to_string())
+}
+
+/// The gRPC code of a limit refusal: ResourceExhausted for the retryable (429) ones, which a
+/// Ringest router maps back to 429.
+pub fn limit_grpc_code(e: &LimitError) -> Code {
+    if limit_status(e) == StatusCode::TOO_MANY_REQUESTS {
+        Code::ResourceExhausted
+    } else {
+        Code::InvalidArgument
+    }
 }
 
 /// The gRPC status of a replicated write body that does not decode.

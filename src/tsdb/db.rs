@@ -171,6 +171,16 @@ pub enum AppendError {
         /// First rejection (series and timestamp) and the totals.
         message: String,
     },
+    /// The call would take the head past its series limit; nothing of it was appended.
+    #[error("{new_series} new series would exceed the head series limit {limit} ({head_series} in the head)")]
+    SeriesLimit {
+        /// Series in the head when refused.
+        head_series: u64,
+        /// Series the call would have created.
+        new_series: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The WAL could not be written or synced (retryable 5xx); nothing of this call is acknowledged.
     #[error("write-ahead log unavailable: {message}")]
     Wal {
@@ -240,6 +250,8 @@ pub struct Db {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Held while cutting blocks, so one cut of this TSDB runs at a time.
     compact_lock: Mutex<()>,
+    /// Serializes appends that create series under a head series limit.
+    create_lock: Mutex<()>,
     /// Finished local blocks, oldest first; readers keep their files open, so a block deleted
     /// by retention stays readable for queries already holding it.
     blocks: parking_lot::RwLock<Vec<Arc<Block>>>,
@@ -368,6 +380,7 @@ impl Db {
             sync_rx,
             thread: Mutex::new(Some(thread)),
             compact_lock: Mutex::new(()),
+            create_lock: Mutex::new(()),
             blocks: parking_lot::RwLock::new(blocks),
         })
     }
@@ -673,6 +686,19 @@ impl Db {
         req: &WriteRequest<'_>,
         series: &[&Series],
     ) -> Result<AppendStats, AppendError> {
+        self.append_limited(req, series, None).await
+    }
+
+    /// [`Db::append`] with a head series limit: when the series this call would create would
+    /// take the head past `max_series`, nothing is appended and [`AppendError::SeriesLimit`] is
+    /// returned. Calls creating no series always pass. Limited calls that create series do so one
+    /// at a time, so concurrent calls cannot overshoot the limit together.
+    pub async fn append_limited(
+        &self,
+        req: &WriteRequest<'_>,
+        series: &[&Series],
+        max_series: Option<u64>,
+    ) -> Result<AppendStats, AppendError> {
         let max_t = now_ms().saturating_add(self.opts.too_far_in_future_ms);
         if !self.head.initialized() {
             // Prometheus initAppender: the first appendable timestamp seeds the head's range.
@@ -691,6 +717,11 @@ impl Db {
         let mut first_err = None;
         let mut packed = String::with_capacity(256);
         let mut resolved = Vec::with_capacity(series.len());
+        // Held while this call creates series under a limit.
+        let creating = match max_series {
+            Some(limit) => self.check_series_limit(req, series, min_valid, max_t, limit)?,
+            None => None,
+        };
         for s in series {
             let samples = req.series_samples(s);
             if samples.is_empty() {
@@ -722,6 +753,7 @@ impl Db {
             stats.series_created += u64::from(created);
             resolved.push((ms, samples));
         }
+        drop(creating);
 
         let target = self.commit(&resolved, min_valid, max_t, &mut stats, &mut first_err)?;
         self.wait_synced(target).await?;
@@ -739,6 +771,64 @@ impl Db {
             return Err(AppendError::Conflict { stats, message });
         }
         Ok(stats)
+    }
+
+    /// Series of `series` not in the head that `append` would create (those with a sample in
+    /// `[min_valid, max_t]`).
+    fn count_new_series(
+        &self,
+        req: &WriteRequest<'_>,
+        series: &[&Series],
+        min_valid: i64,
+        max_t: i64,
+        packed: &mut String,
+    ) -> u64 {
+        // Hashes of the new series, so one sent twice in a request counts once.
+        let mut new: Vec<u64> = Vec::new();
+        for s in series {
+            let in_window = |t: i64| t >= min_valid && t <= max_t;
+            if !req.series_samples(s).iter().any(|x| in_window(x.timestamp)) {
+                continue;
+            }
+            pack_pairs(
+                req.series_labels(s).iter().map(|l| (l.name, l.value)),
+                packed,
+            );
+            let hash = packed_hash(packed);
+            if !self.head.contains(hash, packed) {
+                new.push(hash);
+            }
+        }
+        new.sort_unstable();
+        new.dedup();
+        new.len() as u64
+    }
+
+    /// Refuses a call whose new series would take the head past `limit`; when it creates series
+    /// within the limit, returns the guard serializing limited creators (recounted under it).
+    fn check_series_limit(
+        &self,
+        req: &WriteRequest<'_>,
+        series: &[&Series],
+        min_valid: i64,
+        max_t: i64,
+        limit: u64,
+    ) -> Result<Option<parking_lot::MutexGuard<'_, ()>>, AppendError> {
+        let mut packed = String::with_capacity(256);
+        if self.count_new_series(req, series, min_valid, max_t, &mut packed) == 0 {
+            return Ok(None);
+        }
+        let guard = self.create_lock.lock();
+        let new_series = self.count_new_series(req, series, min_valid, max_t, &mut packed);
+        let head_series = self.head.num_series() as u64;
+        if new_series > 0 && head_series + new_series > limit {
+            return Err(AppendError::SeriesLimit {
+                head_series,
+                new_series,
+                limit,
+            });
+        }
+        Ok(Some(guard))
     }
 
     /// Applies samples to the head and queues their WAL records, all under the commit lock.

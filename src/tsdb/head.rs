@@ -693,6 +693,14 @@ impl Head {
             .cloned()
     }
 
+    /// Whether a series with this packed label set (and its hash) is in the head.
+    pub fn contains(&self, hash: u64, packed: &str) -> bool {
+        self.by_hash[(hash as usize) & self.mask]
+            .read()
+            .find(hash, packed)
+            .is_some()
+    }
+
     /// Finds the series with these sorted pairs, or creates it; `true` when created.
     ///
     /// `packed` is the label set as [`crate::tsdb::labels::pack_pairs`] writes it and `hash` its
