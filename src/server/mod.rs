@@ -215,9 +215,8 @@ impl App {
                         bufs.req = req.recycle();
                         bufs.give_back();
                         return Ok(WriteAnswer {
-                            status: e.status,
-                            message: e.message,
                             samples_written: written,
+                            ..WriteAnswer::from(e)
                         });
                     }
                     Err(e) => Err(ApiError::from(e)),
