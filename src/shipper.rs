@@ -376,28 +376,6 @@ struct ThanosDoc {
     other: BTreeMap<String, Value>,
 }
 
-/// Encodes like Go's `json.Encoder` with a tab indent: `<`, `>`, `&`, U+2028/9 escaped, newline.
-fn encode_go_json<T: Serialize>(v: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    v.serialize(&mut ser)?;
-    let text = String::from_utf8_lossy(&out);
-    let mut escaped = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '<' => escaped.push_str("\\u003c"),
-            '>' => escaped.push_str("\\u003e"),
-            '&' => escaped.push_str("\\u0026"),
-            '\u{2028}' => escaped.push_str("\\u2028"),
-            '\u{2029}' => escaped.push_str("\\u2029"),
-            c => escaped.push(c),
-        }
-    }
-    escaped.push('\n');
-    Ok(escaped.into_bytes())
-}
-
 /// The files of a block to upload, in upload order (chunk segments sorted, then `index`), with
 /// their sizes; `meta.json` comes after them and is not listed.
 fn block_files(bdir: &Path) -> Result<Vec<(String, u64)>, ShipError> {
@@ -482,7 +460,8 @@ fn upload_meta(bdir: &Path, files: &[(String, u64)]) -> Result<Vec<u8>, ShipErro
         .collect();
     thanos.segment_files = (!segments.is_empty()).then_some(segments);
     thanos.upload_time = Some(rfc3339_nano(SystemTime::now()));
-    encode_go_json(&meta).map_err(|e| bad(format!("encode meta.json: {e}")))
+    crate::tsdb::block::encode_go_json(&meta, true)
+        .map_err(|e| bad(format!("encode meta.json: {e}")))
 }
 
 /// Ships the blocks of one tenant directory to a bucket.

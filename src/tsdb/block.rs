@@ -348,16 +348,26 @@ fn check_chunks(s: &BlockSeries<'_>, mint: i64, maxt: i64) -> Result<u64, BlockE
     Ok(samples)
 }
 
-/// Encodes meta.json as Prometheus (`MarshalIndent(.., "", "\t")`) or, with a Thanos section, as Thanos
-/// (`json.Encoder` with a tab indent, hence a trailing newline). Like Go, `<`, `>`, `&`, U+2028 and
-/// U+2029 are escaped (they can only occur inside strings, so escaping the output is safe).
+/// Encodes meta.json as Prometheus (`MarshalIndent(.., "", "\t")`) or, with a Thanos section, as
+/// Thanos (`json.Encoder` with a tab indent, hence a trailing newline).
 fn encode_meta(meta: &MetaJson<'_>) -> Result<Vec<u8>, BlockError> {
+    Ok(encode_go_json(meta, meta.thanos.is_some())?)
+}
+
+/// JSON as Go's encoder writes it with a tab indent: like Go, `<`, `>`, `&`, U+2028 and U+2029
+/// are escaped (they can only occur inside strings, so escaping the output is safe); Go's
+/// `json.Encoder` ends with a newline, `MarshalIndent` does not.
+pub(crate) fn encode_go_json<T: Serialize + ?Sized>(
+    v: &T,
+    trailing_newline: bool,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    meta.serialize(&mut ser)?;
-    let text = String::from_utf8(out).map_err(|e| BlockError::Corrupt(e.to_string()))?;
-    let mut escaped = String::with_capacity(text.len() + 1);
+    v.serialize(&mut ser)?;
+    // serde_json writes valid UTF-8.
+    let text = String::from_utf8_lossy(&out);
+    let mut escaped = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {
             '<' => escaped.push_str("\\u003c"),
@@ -368,7 +378,7 @@ fn encode_meta(meta: &MetaJson<'_>) -> Result<Vec<u8>, BlockError> {
             c => escaped.push(c),
         }
     }
-    if meta.thanos.is_some() {
+    if trailing_newline {
         escaped.push('\n');
     }
     Ok(escaped.into_bytes())
