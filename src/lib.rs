@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod limits;
 pub mod objstore;
 pub mod query;
+pub mod reload;
 pub mod remote_write;
 pub mod router;
 pub mod run;

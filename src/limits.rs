@@ -579,55 +579,29 @@ impl Limiter {
     /// Polls `path` every `interval` and puts a changed, valid file in force; a bad one keeps the
     /// limits in force, logs why and sets `ringest_limits_config_last_reload_successful` to 0.
     /// `last` is the content already in force.
-    pub fn watch(self: &Arc<Self>, path: PathBuf, mut last: String, interval: Duration) {
-        record_reload(true);
+    pub fn watch(self: &Arc<Self>, path: PathBuf, last: String, interval: Duration) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            // As the hashrings watcher: unchanged content after a read error reports the outcome
-            // of the content in force again.
-            let mut last_ok = true;
-            let mut read_failed = false;
-            loop {
-                tick.tick().await;
+        let p = path.clone();
+        crate::reload::watch(
+            path,
+            last.into_bytes(),
+            interval,
+            "limits config file",
+            "ringest_limits_config",
+            move |contents| {
                 let Some(limiter) = weak.upgrade() else {
-                    return;
+                    return crate::reload::Applied::Stop;
                 };
-                let text = match read(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read limits config file; keeping the limits in force");
-                        record_reload(false);
-                        read_failed = true;
-                        continue;
-                    }
-                };
-                if text == last {
-                    if read_failed {
-                        record_reload(last_ok);
-                        read_failed = false;
-                    }
-                    continue;
-                }
-                read_failed = false;
-                match parse(&text, Some(&path)) {
+                let text = String::from_utf8_lossy(contents);
+                match parse(&text, Some(&p)) {
                     Ok(cfg) => {
-                        tracing::info!(path = %path.display(), "limits config reloaded");
                         limiter.set(cfg);
-                        record_reload(true);
-                        last_ok = true;
+                        crate::reload::Applied::Ok
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "invalid limits config file; keeping the limits in force");
-                        record_reload(false);
-                        last_ok = false;
-                    }
+                    Err(e) => crate::reload::Applied::Invalid(e.to_string()),
                 }
-                last = text;
-            }
-        });
+            },
+        );
     }
 }
 
@@ -648,17 +622,6 @@ fn read(path: &Path) -> Result<String, LimitsConfigError> {
 fn recorded(e: LimitError) -> LimitError {
     e.record();
     e
-}
-
-fn record_reload(ok: bool) {
-    metrics::gauge!("ringest_limits_config_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
-    if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        metrics::gauge!("ringest_limits_config_last_reload_success_timestamp_seconds").set(now);
-    }
 }
 
 #[cfg(test)]

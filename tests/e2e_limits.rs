@@ -258,7 +258,8 @@ fn request_limits_answer_413_and_follow_the_file() {
     assert!(ok, "reload gauge stayed {v:?}");
     let logs = ing.proc.stderr_text();
     assert!(
-        logs.contains("series_limt") && logs.contains("keeping the limits in force"),
+        logs.contains("series_limt")
+            && logs.contains("invalid limits config file; keeping the one in force"),
         "the log does not name the bad field:\n{logs}"
     );
     assert_2xx(

@@ -86,21 +86,6 @@ pub fn load(
     Ok((ring, contents))
 }
 
-fn record_reload(ok: bool) {
-    metrics::gauge!("ringest_hashring_config_last_reload_successful").set(if ok {
-        1.0
-    } else {
-        0.0
-    });
-    if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        metrics::gauge!("ringest_hashring_config_last_reload_success_timestamp_seconds").set(now);
-    }
-}
-
 /// Loads `path` now and then re-reads it every `interval`, swapping the ring when its content changed.
 pub fn watch(
     path: PathBuf,
@@ -108,55 +93,26 @@ pub fn watch(
     replication_factor: usize,
     interval: Duration,
 ) -> Result<RingHandle, RingLoadError> {
-    let (ring, mut last) = load(&path, algorithm, replication_factor)?;
+    let (ring, last) = load(&path, algorithm, replication_factor)?;
     tracing::info!(path = %path.display(), nodes = ring.nodes(), "hashring loaded");
     let handle = RingHandle::new(None);
     handle.set(ring);
-    record_reload(true);
     let watcher = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        // Whether `last` built the ring in force, and whether the previous read failed: unchanged
-        // content after a read error reports `last`'s outcome again instead of keeping the error.
-        let mut last_ok = true;
-        let mut read_failed = false;
-        loop {
-            tick.tick().await;
-            let contents = match tokio::fs::read(&path).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read hashrings file; keeping the current ring");
-                    record_reload(false);
-                    read_failed = true;
-                    continue;
-                }
-            };
-            if contents == last {
-                if read_failed {
-                    tracing::info!(path = %path.display(), "hashrings file readable again, unchanged");
-                    record_reload(last_ok);
-                    read_failed = false;
-                }
-                continue;
+    let p = path.clone();
+    crate::reload::watch(
+        path,
+        last,
+        interval,
+        "hashrings file",
+        "ringest_hashring_config",
+        move |contents| match build_ring(&p, contents, algorithm, replication_factor) {
+            Ok(ring) => {
+                tracing::info!(nodes = ring.nodes(), "hashring reloaded");
+                watcher.set(ring);
+                crate::reload::Applied::Ok
             }
-            read_failed = false;
-            match build_ring(&path, &contents, algorithm, replication_factor) {
-                Ok(ring) => {
-                    tracing::info!(path = %path.display(), nodes = ring.nodes(), "hashring reloaded");
-                    watcher.set(ring);
-                    record_reload(true);
-                    last_ok = true;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "invalid hashrings file; keeping the current ring");
-                    record_reload(false);
-                    last_ok = false;
-                }
-            }
-            last = contents;
-        }
-    });
+            Err(e) => crate::reload::Applied::Invalid(e.to_string()),
+        },
+    );
     Ok(handle)
 }
