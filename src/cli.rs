@@ -91,6 +91,13 @@ pub struct ServerArgs {
     /// External label naming the tenant in the blocks of its TSDB.
     #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
     pub tenant_label_name: String,
+    /// `<token> <tenant>` lines: every remote write and read must then carry
+    /// `Authorization: Bearer <token>` and is the token's tenant's; re-read when it changes.
+    #[arg(long = "receive.tenant-tokens-file")]
+    pub tenant_tokens_file: Option<PathBuf>,
+    /// How often the tenant tokens file is checked for changes.
+    #[arg(long = "receive.tenant-tokens-file-refresh-interval", default_value = "5s", value_parser = parse_duration)]
+    pub tenant_tokens_refresh: Duration,
     /// HTTP header carrying the replica number of an already replicated write.
     #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
     pub replica_header: String,

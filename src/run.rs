@@ -211,6 +211,19 @@ async fn serve_async(
         None => None,
     };
 
+    let tokens = match &server.tenant_tokens_file {
+        Some(file) => {
+            if server.tenant_tokens_refresh.is_zero() {
+                return Err("--receive.tenant-tokens-file-refresh-interval must be above 0".into());
+            }
+            Some(crate::tenancy::TokenStore::watch(
+                file.clone(),
+                server.tenant_tokens_refresh,
+            )?)
+        }
+        None => None,
+    };
+
     let app = Arc::new(App {
         config: AppConfig {
             tenant_header: HeaderName::try_from(server.tenant_header.as_str())
@@ -224,6 +237,7 @@ async fn serve_async(
         ingestor: ingestor.clone(),
         metrics,
         limiter,
+        tokens,
     });
     crate::tenancy::validate(&server.default_tenant_id)?;
 
