@@ -76,6 +76,15 @@ pub struct ServerArgs {
     /// Remote write listener (`POST /api/v1/receive`, alias `/api/v1/write`).
     #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
     pub remote_write_address: SocketAddr,
+    /// TLS certificate (PEM) of the remote write listener; with the key, the listener speaks only TLS.
+    #[arg(long = "remote-write.server-tls-cert")]
+    pub rw_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the remote write listener.
+    #[arg(long = "remote-write.server-tls-key")]
+    pub rw_tls_key: Option<PathBuf>,
+    /// CA (PEM) to verify remote write clients against: a client certificate it signed is then required.
+    #[arg(long = "remote-write.server-tls-client-ca")]
+    pub rw_tls_client_ca: Option<PathBuf>,
     /// HTTP listener: `/metrics`, `/-/healthy`, `/-/ready`, `POST /api/v1/read`.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: SocketAddr,

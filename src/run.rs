@@ -211,6 +211,13 @@ async fn serve_async(
         None => None,
     };
 
+    let rw_tls = crate::tls::server_config_from_flags(
+        "remote-write.server",
+        server.rw_tls_cert.as_deref(),
+        server.rw_tls_key.as_deref(),
+        server.rw_tls_client_ca.as_deref(),
+    )?;
+
     let tokens = match &server.tenant_tokens_file {
         Some(file) => {
             if server.tenant_tokens_refresh.is_zero() {
@@ -249,11 +256,23 @@ async fn serve_async(
     let rw_listener = bind("remote write", server.remote_write_address).await?;
     let http_listener = bind("HTTP", server.http_address).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(
-        axum::serve(rw_listener, server::remote_write_routes(app.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    match rw_tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(rw_listener, config)?;
+            tasks.spawn(
+                axum::serve(listener, server::remote_write_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+        None => {
+            tasks.spawn(
+                axum::serve(rw_listener, server::remote_write_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+    }
     tasks.spawn(
         axum::serve(http_listener, server::http_routes(app.clone()))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
