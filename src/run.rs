@@ -196,15 +196,26 @@ async fn serve_async(
     };
 
     let router = match ring {
-        Some((r, handle)) => Some(Arc::new(Router::new(
-            handle,
-            r.replication_factor,
-            r.forward_timeout,
-            limits.max_decompressed_bytes,
-            r.forward_max_backoff,
-            r.local_endpoint.clone(),
-            ingestor.clone(),
-        ))),
+        Some((r, handle)) => Some(Arc::new(
+            Router::new(
+                handle,
+                r.replication_factor,
+                r.forward_timeout,
+                limits.max_decompressed_bytes,
+                r.forward_max_backoff,
+                r.local_endpoint.clone(),
+                ingestor.clone(),
+            )
+            .with_client_tls(crate::tls::grpc_client_config(
+                &crate::tls::ClientTlsFlags {
+                    secure: r.client_tls_secure,
+                    cert: r.client_tls_cert.as_deref(),
+                    key: r.client_tls_key.as_deref(),
+                    ca: r.client_tls_ca.as_deref(),
+                    server_name: r.client_server_name.as_deref(),
+                },
+            )?),
+        )),
         None if ingestor.is_none() => {
             return Err("router needs --receive.hashrings-file".into());
         }
@@ -216,6 +227,12 @@ async fn serve_async(
         server.rw_tls_cert.as_deref(),
         server.rw_tls_key.as_deref(),
         server.rw_tls_client_ca.as_deref(),
+    )?;
+
+    let grpc_tls = crate::tls::grpc_server_config(
+        server.grpc_tls_cert.as_deref(),
+        server.grpc_tls_key.as_deref(),
+        server.grpc_tls_client_ca.as_deref(),
     )?;
 
     let tokens = match &server.tenant_tokens_file {
@@ -284,7 +301,13 @@ async fn serve_async(
         let handler: Arc<dyn crate::grpc::GrpcHandler> = Arc::new(IngestGrpc {
             ingestor: ingestor.clone(),
         });
-        let grpc = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls.clone() {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| format!("gRPC TLS: {e}"))?;
+        }
+        let grpc = builder
             .tcp_nodelay(true)
             .add_service(WriteableStoreServer::new(
                 handler.clone(),

@@ -1,4 +1,5 @@
-//! TLS for the remote-write listener (rustls with ring): certificates and keys from PEM files, an
+//! TLS for the remote-write listener, the gRPC listener and the router's gRPC clients (rustls with
+//! ring): certificates and keys from PEM files, an
 //! optional client CA that makes client certificates mandatory, and an accept loop that does
 //! handshakes off the accepting task so one slow client cannot hold up the others.
 
@@ -184,4 +185,94 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
     }
+}
+
+fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Pem {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The gRPC listener's TLS (`--grpc-server-tls-*`), if any; a client CA makes client certificates
+/// mandatory. The files are parsed here so a bad one stops the start with its name.
+pub fn grpc_server_config(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    client_ca: Option<&Path>,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, TlsError> {
+    // Validates the files (and the pair) the same way as the HTTP listener.
+    let Some(_) = server_config_from_flags("grpc-server", cert, key, client_ca)? else {
+        return Ok(None);
+    };
+    let (cert, key) = (cert.expect("checked"), key.expect("checked"));
+    let identity = tonic::transport::Identity::from_pem(
+        read_pem("TLS certificate", cert)?,
+        read_pem("TLS key", key)?,
+    );
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read_pem(
+            "TLS client CA",
+            ca,
+        )?));
+    }
+    Ok(Some(config))
+}
+
+/// Flags of the router's TLS to the receivers (`--remote-write.client-tls-*`, Thanos's names).
+#[derive(Debug, Default, Clone)]
+pub struct ClientTlsFlags<'a> {
+    /// `--remote-write.client-tls-secure`.
+    pub secure: bool,
+    /// `--remote-write.client-tls-cert`.
+    pub cert: Option<&'a Path>,
+    /// `--remote-write.client-tls-key`.
+    pub key: Option<&'a Path>,
+    /// `--remote-write.client-tls-ca`.
+    pub ca: Option<&'a Path>,
+    /// `--remote-write.client-server-name`.
+    pub server_name: Option<&'a str>,
+}
+
+/// The router's TLS to the receivers, if any flag asks for it. Without a CA the receivers'
+/// certificates cannot be verified, so TLS needs `--remote-write.client-tls-ca`.
+pub fn grpc_client_config(
+    flags: &ClientTlsFlags<'_>,
+) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
+    let wanted = flags.secure || flags.cert.is_some() || flags.key.is_some() || flags.ca.is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    let Some(ca) = flags.ca else {
+        return Err(TlsError::Flags(
+            "TLS to the receivers needs --remote-write.client-tls-ca to verify them".into(),
+        ));
+    };
+    load_certs("TLS CA", ca)?;
+    let mut config = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(read_pem("TLS CA", ca)?),
+    );
+    match (flags.cert, flags.key) {
+        (Some(cert), Some(key)) => {
+            load_certs("TLS client certificate", cert)?;
+            load_key("TLS client key", key)?;
+            config = config.identity(tonic::transport::Identity::from_pem(
+                read_pem("TLS client certificate", cert)?,
+                read_pem("TLS client key", key)?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(TlsError::Flags(
+                "--remote-write.client-tls-cert and --remote-write.client-tls-key go together"
+                    .into(),
+            ))
+        }
+    }
+    if let Some(name) = flags.server_name {
+        config = config.domain_name(name);
+    }
+    Ok(Some(config))
 }

@@ -228,3 +228,52 @@ fn tls_flags_must_go_together() {
     assert!(!done.status.success());
     assert!(done.stderr.contains("go together"), "{}", done.stderr);
 }
+
+#[test]
+fn router_writes_to_an_ingestor_requiring_mtls_only_with_a_client_certificate() {
+    let dir = test_dir("grpc-mtls");
+    let pki = make_pki(dir.path());
+    let ca = pki.ca.display().to_string();
+    let ing_flags = [
+        format!("--grpc-server-tls-cert={}", pki.server_cert.display()),
+        format!("--grpc-server-tls-key={}", pki.server_key.display()),
+        format!("--grpc-server-tls-client-ca={ca}"),
+    ];
+    let ing_flags: Vec<&str> = ing_flags.iter().map(String::as_str).collect();
+    let ing = Ingestor::start("ing", dir.path(), &ing_flags);
+
+    let with_cert = [
+        format!(
+            "--remote-write.client-tls-cert={}",
+            pki.client_cert.display()
+        ),
+        format!("--remote-write.client-tls-key={}", pki.client_key.display()),
+        format!("--remote-write.client-tls-ca={ca}"),
+    ];
+    let with_cert: Vec<&str> = with_cert.iter().map(String::as_str).collect();
+    let good = Router::start("router-mtls", dir.path(), &[&ing.grpc], 1, &with_cert);
+    let t = now_ms();
+    let r = remote_write(&good.rw, Some("team"), &one_series("via_mtls", t));
+    assert_eq!(r.status, 204, "{}", r.text());
+    let read = read_all(&ing.http, Some("team"), t - 60_000, t + 60_000).unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    // Reads through the router use the same mTLS channel.
+    let read = read_all(&good.http, Some("team"), t - 60_000, t + 60_000).unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+
+    // TLS but no client certificate, and no TLS at all: both refused by the ingestor.
+    let ca_only = format!("--remote-write.client-tls-ca={ca}");
+    for (name, flags) in [
+        (
+            "router-no-cert",
+            vec![ca_only.as_str(), "--receive-forward-timeout=2s"],
+        ),
+        ("router-plain", vec!["--receive-forward-timeout=2s"]),
+    ] {
+        let bad = Router::start(name, dir.path(), &[&ing.grpc], 1, &flags);
+        let r = remote_write(&bad.rw, Some("team"), &one_series(name, t));
+        assert!(r.status >= 500, "{name}: {} {}", r.status, r.text());
+    }
+    let read = read_all(&ing.http, Some("team"), t - 60_000, t + 60_000).unwrap();
+    assert_eq!(read.len(), 1, "only the mTLS router's series: {read:?}");
+}
