@@ -276,3 +276,105 @@ pub fn grpc_client_config(
     }
     Ok(Some(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let p = |n: &str, t: &str| {
+            let p = dir.join(n);
+            std::fs::write(&p, t).unwrap();
+            p
+        };
+        (
+            p("cert.pem", &cert.pem()),
+            p("key.pem", &key.serialize_pem()),
+            p("ca.pem", &ca.pem()),
+        )
+    }
+
+    #[test]
+    fn server_flags_go_together_and_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = write_pki(dir.path());
+        assert!(server_config_from_flags("x", None, None, None)
+            .unwrap()
+            .is_none());
+        for (c, k, a) in [
+            (Some(cert.as_path()), None, None),
+            (None, Some(key.as_path()), None),
+            (None, None, Some(ca.as_path())),
+        ] {
+            let e = server_config_from_flags("x", c, k, a)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--x-tls-cert and --x-tls-key go together"),
+                "{e}"
+            );
+        }
+        assert!(server_config_from_flags("x", Some(&cert), Some(&key), None)
+            .unwrap()
+            .is_some());
+        assert!(
+            server_config_from_flags("x", Some(&cert), Some(&key), Some(&ca))
+                .unwrap()
+                .is_some()
+        );
+        let missing = dir.path().join("absent.pem");
+        let e = server_config_from_flags("x", Some(&missing), Some(&key), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absent.pem"), "{e}");
+        // A key file given as the certificate holds no certificate.
+        let e = server_config(&key, &key, None).unwrap_err().to_string();
+        assert!(e.contains("key.pem"), "{e}");
+        assert!(grpc_server_config(Some(&cert), Some(&key), Some(&ca))
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn client_tls_needs_a_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = write_pki(dir.path());
+        assert!(grpc_client_config(&ClientTlsFlags::default())
+            .unwrap()
+            .is_none());
+        let e = grpc_client_config(&ClientTlsFlags {
+            secure: true,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--remote-write.client-tls-ca"), "{e}");
+        let e = grpc_client_config(&ClientTlsFlags {
+            ca: Some(&ca),
+            cert: Some(&cert),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("go together"), "{e}");
+        assert!(grpc_client_config(&ClientTlsFlags {
+            ca: Some(&ca),
+            cert: Some(&cert),
+            key: Some(&key),
+            server_name: Some("ingestor"),
+            ..Default::default()
+        })
+        .unwrap()
+        .is_some());
+    }
+}
