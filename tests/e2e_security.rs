@@ -116,6 +116,15 @@ fn tenant_tokens_bind_writes_and_reads_to_their_tenant() {
         assert_refused(&read_raw(&http, &headers), status, message);
     }
 
+    // The token is checked before anything else: no 415 for an unauthenticated client.
+    let r = post_raw(
+        &rw,
+        "/api/v1/receive",
+        &[("Content-Type", "text/plain")],
+        b"x",
+    );
+    assert_refused(&r, 401, "missing bearer token");
+
     // Writes land in the token's tenant, with or without a matching header.
     let r = write_as(&rw, &[auth_a], &one_series("a_plain", t));
     assert_eq!(r.status, 204, "{}", r.text());

@@ -166,12 +166,13 @@ impl App {
     }
 
     async fn write(&self, headers: &HeaderMap, body: Body) -> Result<WriteAnswer, ApiError> {
-        // Headers first: 415 before anything is read or decoded.
+        // Headers first: 401/403 and 415 before anything is read or decoded; the token before
+        // anything else, so an unauthenticated client learns nothing of what is accepted.
+        let tenant = self.tenant(headers)?;
+        let tenant = &*tenant;
         let content_type = header_str(headers, header::CONTENT_TYPE);
         let content_encoding = header_str(headers, header::CONTENT_ENCODING);
         let protocol = remote_write::negotiate(content_type, content_encoding)?;
-        let tenant = self.tenant(headers)?;
-        let tenant = &*tenant;
         let mut replica = self.replica(headers)?;
         if self.ingestor.is_none() {
             // A router without local storage forwards everything (Thanos #4359).
