@@ -76,12 +76,30 @@ pub struct ServerArgs {
     /// Remote write listener (`POST /api/v1/receive`, alias `/api/v1/write`).
     #[arg(long = "remote-write.address", default_value = "0.0.0.0:19291")]
     pub remote_write_address: SocketAddr,
+    /// TLS certificate (PEM) of the remote write listener; with the key, the listener speaks only TLS.
+    #[arg(long = "remote-write.server-tls-cert")]
+    pub rw_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the remote write listener.
+    #[arg(long = "remote-write.server-tls-key")]
+    pub rw_tls_key: Option<PathBuf>,
+    /// CA (PEM) to verify remote write clients against: a client certificate it signed is then required.
+    #[arg(long = "remote-write.server-tls-client-ca")]
+    pub rw_tls_client_ca: Option<PathBuf>,
     /// HTTP listener: `/metrics`, `/-/healthy`, `/-/ready`, `POST /api/v1/read`.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: SocketAddr,
     /// gRPC listener: `thanos.WriteableStore/RemoteWrite` (replicated writes) and reads for routers.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: SocketAddr,
+    /// TLS certificate (PEM) of the gRPC listener; with the key, it speaks only TLS.
+    #[arg(long = "grpc-server-tls-cert")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the gRPC listener.
+    #[arg(long = "grpc-server-tls-key")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// CA (PEM) to verify gRPC clients (routers) against: a client certificate it signed is then required.
+    #[arg(long = "grpc-server-tls-client-ca")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
     /// HTTP header naming the tenant of a write or read.
     #[arg(long = "receive.tenant-header", default_value = "THANOS-TENANT")]
     pub tenant_header: String,
@@ -91,6 +109,13 @@ pub struct ServerArgs {
     /// External label naming the tenant in the blocks of its TSDB.
     #[arg(long = "receive.tenant-label-name", default_value = "tenant_id")]
     pub tenant_label_name: String,
+    /// `<token> <tenant>` lines: every remote write and read must then carry
+    /// `Authorization: Bearer <token>` and is the token's tenant's; re-read when it changes.
+    #[arg(long = "receive.tenant-tokens-file")]
+    pub tenant_tokens_file: Option<PathBuf>,
+    /// How often the tenant tokens file is checked for changes.
+    #[arg(long = "receive.tenant-tokens-file-refresh-interval", default_value = "5s", value_parser = parse_duration)]
+    pub tenant_tokens_refresh: Duration,
     /// HTTP header carrying the replica number of an already replicated write.
     #[arg(long = "receive.replica-header", default_value = "THANOS-REPLICA")]
     pub replica_header: String,
@@ -129,6 +154,21 @@ pub struct RoutingArgs {
     /// This node's endpoint in the hashrings file; writes for it skip the network.
     #[arg(long = "receive.local-endpoint")]
     pub local_endpoint: Option<String>,
+    /// Use TLS to talk to the other receivers (implied by the other `--remote-write.client-tls-*` flags).
+    #[arg(long = "remote-write.client-tls-secure")]
+    pub client_tls_secure: bool,
+    /// Certificate (PEM) identifying this router to the receivers (mTLS).
+    #[arg(long = "remote-write.client-tls-cert")]
+    pub client_tls_cert: Option<PathBuf>,
+    /// Key (PEM) of `--remote-write.client-tls-cert`.
+    #[arg(long = "remote-write.client-tls-key")]
+    pub client_tls_key: Option<PathBuf>,
+    /// CA (PEM) to verify the receivers' certificates against.
+    #[arg(long = "remote-write.client-tls-ca")]
+    pub client_tls_ca: Option<PathBuf>,
+    /// Name to verify on the receivers' certificates (default: each endpoint's host).
+    #[arg(long = "remote-write.client-server-name")]
+    pub client_server_name: Option<String>,
     /// Timeout of each forwarded write.
     #[arg(long = "receive-forward-timeout", default_value = "5s", value_parser = parse_duration)]
     pub forward_timeout: Duration,

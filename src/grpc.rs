@@ -222,14 +222,23 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Connects lazily to `address` (`host:port`); requests multiplex over one HTTP/2 connection.
+    /// Connects lazily to `address` (`host:port`), over TLS when `tls` is given; requests
+    /// multiplex over one HTTP/2 connection.
     pub fn new(
         address: &str,
         connect_timeout: Duration,
         max_message_bytes: usize,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
     ) -> Result<Self, Status> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::invalid_argument(format!("bad endpoint {address:?}: {e}")))?
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|e| Status::invalid_argument(format!("bad endpoint {address:?}: {e}")))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
+                Status::invalid_argument(format!("TLS to endpoint {address:?}: {e}"))
+            })?;
+        }
+        let endpoint = endpoint
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))

@@ -20,4 +20,5 @@ pub mod run;
 pub mod server;
 pub mod shipper;
 pub mod tenancy;
+pub mod tls;
 pub mod tsdb;

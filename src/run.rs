@@ -196,17 +196,54 @@ async fn serve_async(
     };
 
     let router = match ring {
-        Some((r, handle)) => Some(Arc::new(Router::new(
-            handle,
-            r.replication_factor,
-            r.forward_timeout,
-            limits.max_decompressed_bytes,
-            r.forward_max_backoff,
-            r.local_endpoint.clone(),
-            ingestor.clone(),
-        ))),
+        Some((r, handle)) => Some(Arc::new(
+            Router::new(
+                handle,
+                r.replication_factor,
+                r.forward_timeout,
+                limits.max_decompressed_bytes,
+                r.forward_max_backoff,
+                r.local_endpoint.clone(),
+                ingestor.clone(),
+            )
+            .with_client_tls(crate::tls::grpc_client_config(
+                &crate::tls::ClientTlsFlags {
+                    secure: r.client_tls_secure,
+                    cert: r.client_tls_cert.as_deref(),
+                    key: r.client_tls_key.as_deref(),
+                    ca: r.client_tls_ca.as_deref(),
+                    server_name: r.client_server_name.as_deref(),
+                },
+            )?),
+        )),
         None if ingestor.is_none() => {
             return Err("router needs --receive.hashrings-file".into());
+        }
+        None => None,
+    };
+
+    let rw_tls = crate::tls::server_config_from_flags(
+        "remote-write.server",
+        server.rw_tls_cert.as_deref(),
+        server.rw_tls_key.as_deref(),
+        server.rw_tls_client_ca.as_deref(),
+    )?;
+
+    let grpc_tls = crate::tls::grpc_server_config(
+        server.grpc_tls_cert.as_deref(),
+        server.grpc_tls_key.as_deref(),
+        server.grpc_tls_client_ca.as_deref(),
+    )?;
+
+    let tokens = match &server.tenant_tokens_file {
+        Some(file) => {
+            if server.tenant_tokens_refresh.is_zero() {
+                return Err("--receive.tenant-tokens-file-refresh-interval must be above 0".into());
+            }
+            Some(crate::tenancy::TokenStore::watch(
+                file.clone(),
+                server.tenant_tokens_refresh,
+            )?)
         }
         None => None,
     };
@@ -224,6 +261,7 @@ async fn serve_async(
         ingestor: ingestor.clone(),
         metrics,
         limiter,
+        tokens,
     });
     crate::tenancy::validate(&server.default_tenant_id)?;
 
@@ -235,11 +273,23 @@ async fn serve_async(
     let rw_listener = bind("remote write", server.remote_write_address).await?;
     let http_listener = bind("HTTP", server.http_address).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(
-        axum::serve(rw_listener, server::remote_write_routes(app.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    match rw_tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(rw_listener, config)?;
+            tasks.spawn(
+                axum::serve(listener, server::remote_write_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+        None => {
+            tasks.spawn(
+                axum::serve(rw_listener, server::remote_write_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+    }
     tasks.spawn(
         axum::serve(http_listener, server::http_routes(app.clone()))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -251,7 +301,13 @@ async fn serve_async(
         let handler: Arc<dyn crate::grpc::GrpcHandler> = Arc::new(IngestGrpc {
             ingestor: ingestor.clone(),
         });
-        let grpc = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = grpc_tls.clone() {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| format!("gRPC TLS: {e}"))?;
+        }
+        let grpc = builder
             .tcp_nodelay(true)
             .add_service(WriteableStoreServer::new(
                 handler.clone(),

@@ -15,7 +15,7 @@ use ringest::grpc::PeerClient;
 use tonic::Code;
 
 fn client(addr: &str) -> PeerClient {
-    PeerClient::new(addr, Duration::from_secs(5), 64 << 20).unwrap()
+    PeerClient::new(addr, Duration::from_secs(5), 64 << 20, None).unwrap()
 }
 
 async fn send(c: &PeerClient, req: &ThanosWrite) -> Result<(), tonic::Status> {

@@ -1767,7 +1767,7 @@ impl Runner {
             }
             Send::Grpc(body) => {
                 let _runtime = self.rt.enter();
-                let client = PeerClient::new(&t.grpc, REQUEST_TIMEOUT, 64 << 20)
+                let client = PeerClient::new(&t.grpc, REQUEST_TIMEOUT, 64 << 20, None)
                     .map_err(|e| e.to_string())?;
                 let r = self
                     .rt

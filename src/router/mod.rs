@@ -109,6 +109,7 @@ impl PeerStates {
 pub struct Peers {
     clients: RwLock<HashMap<String, PeerClient>>,
     max_message_bytes: usize,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Peers {
@@ -117,6 +118,7 @@ impl Peers {
         Self {
             clients: RwLock::new(HashMap::new()),
             max_message_bytes,
+            tls: None,
         }
     }
 
@@ -125,7 +127,12 @@ impl Peers {
         if let Some(c) = self.clients.read().get(address) {
             return Ok(c.clone());
         }
-        let client = PeerClient::new(address, Duration::from_secs(2), self.max_message_bytes)?;
+        let client = PeerClient::new(
+            address,
+            Duration::from_secs(2),
+            self.max_message_bytes,
+            self.tls.as_ref(),
+        )?;
         Ok(self
             .clients
             .write()
@@ -187,6 +194,12 @@ impl Router {
             local_endpoint,
             local,
         }
+    }
+
+    /// Talks to peers over TLS with `tls` (`--remote-write.client-tls-*`).
+    pub fn with_client_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        self.peers.tls = tls;
+        self
     }
 
     /// The ring in force.

@@ -2,6 +2,7 @@
 
 pub mod status;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,6 +51,9 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Write limits and gates (`--receive.limits-config-file`).
     pub limiter: Arc<Limiter>,
+    /// Per-tenant bearer tokens (`--receive.tenant-tokens-file`): when present, every write and
+    /// read must carry one, and the request's tenant is the token's.
+    pub tokens: Option<tenancy::TokenStore>,
 }
 
 const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
@@ -80,6 +84,12 @@ impl IntoResponse for WriteAnswer {
         if let Some(secs) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = status::challenge(self.status) {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         resp
     }
 }
@@ -103,22 +113,38 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = status::challenge(self.status) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         resp
     }
 }
 
 impl App {
-    fn tenant<'h>(&'h self, headers: &'h HeaderMap) -> Result<&'h str, ApiError> {
+    /// The request's tenant: with tenant tokens, the bearer token's (a tenant header naming
+    /// another tenant is refused); else the tenant header's, or the default tenant.
+    fn tenant<'h>(&'h self, headers: &'h HeaderMap) -> Result<Cow<'h, str>, ApiError> {
         let value = match headers.get(&self.config.tenant_header) {
             Some(v) => Some(v.to_str().map_err(|_| {
                 ApiError::new(StatusCode::BAD_REQUEST, "tenant header is not valid ASCII")
             })?),
             None => None,
         };
-        Ok(tenancy::tenant_from_header(
+        if let Some(tokens) = &self.tokens {
+            // A header that is not ASCII is no valid token: answered as a missing one.
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let tenant = tokens.current().authorize(authorization, value)?;
+            return Ok(Cow::Owned(tenant.to_string()));
+        }
+        Ok(Cow::Borrowed(tenancy::tenant_from_header(
             value,
             &self.config.default_tenant,
-        )?)
+        )?))
     }
 
     fn replica(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
@@ -140,11 +166,13 @@ impl App {
     }
 
     async fn write(&self, headers: &HeaderMap, body: Body) -> Result<WriteAnswer, ApiError> {
-        // Headers first: 415 before anything is read or decoded.
+        // Headers first: 401/403 and 415 before anything is read or decoded; the token before
+        // anything else, so an unauthenticated client learns nothing of what is accepted.
+        let tenant = self.tenant(headers)?;
+        let tenant = &*tenant;
         let content_type = header_str(headers, header::CONTENT_TYPE);
         let content_encoding = header_str(headers, header::CONTENT_ENCODING);
         let protocol = remote_write::negotiate(content_type, content_encoding)?;
-        let tenant = self.tenant(headers)?;
         let mut replica = self.replica(headers)?;
         if self.ingestor.is_none() {
             // A router without local storage forwards everything (Thanos #4359).
@@ -314,7 +342,10 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 
 async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let tenant = app.tenant(&headers).map(str::to_owned).unwrap_or_default();
+    let tenant = app
+        .tenant(&headers)
+        .map(Cow::into_owned)
+        .unwrap_or_default();
     let answer = match app.write(&headers, body).await {
         Ok(a) => a,
         Err(e) => {
@@ -350,9 +381,13 @@ async fn write_method_not_allowed(method: axum::http::Method, uri: axum::http::U
 
 async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let tenant = app.tenant(&headers).map(str::to_owned).unwrap_or_default();
+    let tenant = app
+        .tenant(&headers)
+        .map(Cow::into_owned)
+        .unwrap_or_default();
     let result = async {
         let tenant = app.tenant(&headers)?;
+        let tenant = &*tenant;
         let req = query::decode_request(&body, app.config.limits.max_decompressed_bytes)?;
         let resp = match (&app.router, &app.ingestor) {
             (Some(router), _) => query::read_fanout(router, tenant, &req).await?,

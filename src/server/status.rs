@@ -11,7 +11,7 @@ use crate::query::ReadError;
 use crate::remote_write::{DecodeError, ErrorKind};
 use crate::router::quorum::ReplicaError;
 use crate::router::RouteError;
-use crate::tenancy::TenantError;
+use crate::tenancy::{AuthError, TenantError};
 
 /// An error answered to an HTTP client: a status and a message naming the problem.
 #[derive(Debug)]
@@ -80,6 +80,26 @@ impl From<TenantError> for ApiError {
     fn from(e: TenantError) -> Self {
         Self::new(StatusCode::BAD_REQUEST, e.to_string())
     }
+}
+
+/// The HTTP status of a refused bearer token: 401 when there is no valid token, 403 when the
+/// token is valid but the tenant header names another tenant.
+pub fn auth_status(e: &AuthError) -> StatusCode {
+    match e {
+        AuthError::Missing | AuthError::Malformed | AuthError::Unknown => StatusCode::UNAUTHORIZED,
+        AuthError::TenantMismatch { .. } => StatusCode::FORBIDDEN,
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::new(auth_status(&e), e.to_string())
+    }
+}
+
+/// The `WWW-Authenticate` challenge sent with a status (every 401, RFC 9110 and RFC 6750).
+pub fn challenge(status: StatusCode) -> Option<&'static str> {
+    (status == StatusCode::UNAUTHORIZED).then_some("Bearer realm=\"ringest\"")
 }
 
 /// The HTTP status of a replication cause (Thanos: conflict 409, unavailable and not ready 503;

@@ -956,6 +956,19 @@ pub fn remote_read(
     tenant: Option<&str>,
     queries: Vec<Query>,
 ) -> Result<ReadResponse, String> {
+    let mut headers = Vec::new();
+    if let Some(t) = tenant {
+        headers.push(("THANOS-TENANT", t));
+    }
+    remote_read_with(addr, &headers, queries)
+}
+
+/// [`remote_read`] with extra request headers (a tenant, `Authorization`, ...).
+pub fn remote_read_with(
+    addr: &str,
+    extra_headers: &[(&str, &str)],
+    queries: Vec<Query>,
+) -> Result<ReadResponse, String> {
     let req = ReadRequest {
         queries,
         accepted_response_types: vec![ResponseType::Samples as i32],
@@ -968,9 +981,7 @@ pub fn remote_read(
         ("Content-Encoding", "snappy"),
         ("X-Prometheus-Remote-Read-Version", "0.1.0"),
     ];
-    if let Some(t) = tenant {
-        headers.push(("THANOS-TENANT", t));
-    }
+    headers.extend_from_slice(extra_headers);
     let r = http_request(
         "POST",
         addr,
@@ -1015,7 +1026,21 @@ pub fn read_all(
     start_ms: i64,
     end_ms: i64,
 ) -> Result<BTreeMap<Labels, Samples>, String> {
-    let resp = remote_read(addr, tenant, vec![query_all(start_ms, end_ms)])?;
+    let mut headers = Vec::new();
+    if let Some(t) = tenant {
+        headers.push(("THANOS-TENANT", t));
+    }
+    read_all_with(addr, &headers, start_ms, end_ms)
+}
+
+/// [`read_all`] with extra request headers (a tenant, `Authorization`, ...).
+pub fn read_all_with(
+    addr: &str,
+    extra_headers: &[(&str, &str)],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<BTreeMap<Labels, Samples>, String> {
+    let resp = remote_read_with(addr, extra_headers, vec![query_all(start_ms, end_ms)])?;
     if resp.results.len() != 1 {
         return Err(format!("{} results for 1 query", resp.results.len()));
     }
