@@ -268,7 +268,7 @@ impl TokenStore {
     /// changed, valid file in force; a bad one keeps the table in force, logs why and sets
     /// `ringest_tenant_tokens_last_reload_successful` to 0.
     pub fn watch(path: PathBuf, interval: Duration) -> Result<Self, TokenFileError> {
-        let mut last = read_tokens_file(&path)?;
+        let last = read_tokens_file(&path)?;
         let table = TokenTable::parse(&last)?;
         tracing::info!(path = %path.display(), tokens = table.len(), "tenant tokens loaded");
         if table.is_empty() {
@@ -276,50 +276,21 @@ impl TokenStore {
         }
         metrics::gauge!("ringest_tenant_tokens").set(table.len() as f64);
         let store = Self::new(table);
-        record_tokens_reload(true);
         let watcher = store.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            // As the hashrings watcher: unchanged content after a read error reports the outcome
-            // of the content in force again.
-            let mut last_ok = true;
-            let mut read_failed = false;
-            loop {
-                tick.tick().await;
-                let text = match read_tokens_file(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read tenant tokens file; keeping the tokens in force");
-                        record_tokens_reload(false);
-                        read_failed = true;
-                        continue;
-                    }
-                };
-                if text == last {
-                    if read_failed {
-                        record_tokens_reload(last_ok);
-                        read_failed = false;
-                    }
-                    continue;
+        crate::reload::watch(
+            path,
+            last.into_bytes(),
+            interval,
+            "tenant tokens file",
+            "ringest_tenant_tokens",
+            move |contents| match watcher.reload(&String::from_utf8_lossy(contents)) {
+                Ok(n) => {
+                    tracing::info!(tokens = n, "tenant tokens in force");
+                    crate::reload::Applied::Ok
                 }
-                read_failed = false;
-                match watcher.reload(&text) {
-                    Ok(n) => {
-                        tracing::info!(path = %path.display(), tokens = n, "tenant tokens reloaded");
-                        record_tokens_reload(true);
-                        last_ok = true;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "invalid tenant tokens file; keeping the tokens in force");
-                        record_tokens_reload(false);
-                        last_ok = false;
-                    }
-                }
-                last = text;
-            }
-        });
+                Err(e) => crate::reload::Applied::Invalid(e.to_string()),
+            },
+        );
         Ok(store)
     }
 }
@@ -329,17 +300,6 @@ fn read_tokens_file(path: &Path) -> Result<String, TokenFileError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn record_tokens_reload(ok: bool) {
-    metrics::gauge!("ringest_tenant_tokens_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
-    if ok {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        metrics::gauge!("ringest_tenant_tokens_last_reload_success_timestamp_seconds").set(now);
-    }
 }
 
 #[cfg(test)]
