@@ -12,3 +12,4 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --release --bins
 cargo test --workspace --release
+[ "${RINGEST_SKIP_FUZZ:-0}" = 1 ] || scripts/fuzz-smoke.sh # every fuzz target ~15 s; RINGEST_SKIP_FUZZ=1 skips

@@ -272,6 +272,17 @@ impl ByteSource {
     }
 }
 
+/// `seg` if it starts with a chunks segment header (magic, format 1).
+fn checked_segment(seg: ByteSource) -> Result<ByteSource, BlockError> {
+    let hdr = seg
+        .read(0, SEGMENT_HEADER_SIZE)
+        .map_err(|_| seg.corrupt("segment shorter than its header"))?;
+    if hdr[..4] != MAGIC_CHUNKS.to_be_bytes() || hdr[4] != CHUNKS_FORMAT_V1 {
+        return Err(seg.corrupt("bad segment header"));
+    }
+    Ok(seg)
+}
+
 /// Reads chunks back from a block's `chunks/` directory; segment files are kept open, not loaded.
 pub struct ChunkReader {
     segments: Vec<ByteSource>,
@@ -294,17 +305,25 @@ impl ChunkReader {
             })
             .collect();
         names.sort();
-        let mut segments = Vec::with_capacity(names.len());
-        for (_, p) in names {
-            let seg = ByteSource::open(&p)?;
-            let hdr = seg
-                .read(0, SEGMENT_HEADER_SIZE)
-                .map_err(|_| seg.corrupt("segment shorter than its header"))?;
-            if hdr[..4] != MAGIC_CHUNKS.to_be_bytes() || hdr[4] != CHUNKS_FORMAT_V1 {
-                return Err(seg.corrupt("bad segment header"));
-            }
-            segments.push(seg);
-        }
+        let segments = names
+            .iter()
+            .map(|(_, p)| checked_segment(ByteSource::open(p)?))
+            .collect::<Result<_, _>>()?;
+        Ok(ChunkReader { segments })
+    }
+
+    /// Reader over segment files held in memory, `segments[i]` standing for the file numbered
+    /// `i + 1`; checks their headers like [`Self::open`]. For fuzzing and tests: a block on disk
+    /// is read with [`Self::open`].
+    pub fn from_segments(segments: Vec<Vec<u8>>) -> Result<ChunkReader, BlockError> {
+        let segments = segments
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let name = segment_name(u32::try_from(i + 1).unwrap_or(u32::MAX));
+                checked_segment(ByteSource::from_vec(&name, b))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ChunkReader { segments })
     }
 
