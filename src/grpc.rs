@@ -28,6 +28,71 @@ pub const REMOTE_READ_PATH: &str = "/ringest.Reader/RemoteRead";
 /// Metadata key carrying the tenant of a read.
 pub const TENANT_METADATA: &str = "thanos-tenant";
 
+/// Binary metadata on a conflict answer: which series of the write had samples rejected, and how
+/// many (a Ringest extension; Thanos peers ignore it). Lets a router count what a write quorum
+/// stored instead of failing every series the peer was sent.
+pub const REJECTED_SERIES_METADATA: &str = "ringest-rejected-series-bin";
+/// Metadata marking a ResourceExhausted answer as a Ringest limit (retry later, 429), as opposed
+/// to other resource trouble such as a message over gRPC's size limit.
+pub const LIMITED_METADATA: &str = "ringest-limited";
+/// Rejection lists longer than this are not sent (HTTP/2 header lists are small); the router
+/// then counts every series sent to the peer as failed, as Thanos does.
+const MAX_REJECTED_METADATA_BYTES: usize = 8 << 10;
+
+/// Encodes `(series index, rejected samples)` pairs, indexes ascending, as varint pairs (index
+/// delta, count); `None` when the list does not fit the metadata budget or is not ascending.
+pub fn encode_rejected_series(rejected: &[(u32, u32)]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(rejected.len() * 3);
+    let mut prev: Option<u32> = None;
+    for &(idx, n) in rejected {
+        let delta = match prev {
+            None => idx,
+            Some(p) if idx > p => idx - p,
+            Some(_) => return None,
+        };
+        prev = Some(idx);
+        prost::encoding::encode_varint(u64::from(delta), &mut out);
+        prost::encoding::encode_varint(u64::from(n), &mut out);
+        if out.len() > MAX_REJECTED_METADATA_BYTES {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Decodes [`encode_rejected_series`]; `None` for anything malformed (a peer's bytes).
+pub fn decode_rejected_series(mut buf: &[u8]) -> Option<Vec<(u32, u32)>> {
+    if buf.len() > MAX_REJECTED_METADATA_BYTES {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut idx: Option<u32> = None;
+    while !buf.is_empty() {
+        let delta = u32::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
+        let n = u32::try_from(prost::encoding::decode_varint(&mut buf).ok()?).ok()?;
+        let next = match idx {
+            None => delta,
+            Some(_) if delta == 0 => return None,
+            Some(i) => i.checked_add(delta)?,
+        };
+        idx = Some(next);
+        out.push((next, n));
+    }
+    Some(out)
+}
+
+/// The rejected series a peer's conflict answer lists, if it lists them.
+pub fn rejected_series_of(status: &Status) -> Option<Vec<(u32, u32)>> {
+    let v = status.metadata().get_bin(REJECTED_SERIES_METADATA)?;
+    decode_rejected_series(&v.to_bytes().ok()?)
+}
+
+/// Whether a peer's answer is a Ringest limit refusal.
+pub fn is_limited(status: &Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted
+        && status.metadata().get(LIMITED_METADATA).is_some()
+}
+
 /// A codec that hands message bytes through untouched.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawCodec;
@@ -298,5 +363,50 @@ impl PeerClient {
                 "read timed out after {timeout:?}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rejected_series_round_trip(mut v in proptest::collection::vec((any::<u32>(), any::<u32>()), 0..200)) {
+            v.sort_unstable_by_key(|p| p.0);
+            v.dedup_by_key(|p| p.0);
+            let bytes = encode_rejected_series(&v).expect("200 pairs fit");
+            prop_assert_eq!(decode_rejected_series(&bytes), Some(v));
+        }
+
+        #[test]
+        fn rejected_series_decoder_takes_any_bytes(b in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Some(v) = decode_rejected_series(&b) {
+                prop_assert!(v.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", v);
+                let again = encode_rejected_series(&v).expect("fits");
+                prop_assert_eq!(decode_rejected_series(&again), Some(v));
+            }
+        }
+    }
+
+    #[test]
+    fn rejected_series_refuses_disorder_and_oversize() {
+        assert_eq!(encode_rejected_series(&[(3, 1), (3, 1)]), None);
+        assert_eq!(encode_rejected_series(&[(3, 1), (2, 1)]), None);
+        let many: Vec<(u32, u32)> = (0..10_000).map(|i| (i * 1000, u32::MAX)).collect();
+        assert_eq!(encode_rejected_series(&many), None);
+        // Index overflow and a repeated index (delta 0 after the first) are malformed.
+        let mut b = Vec::new();
+        for x in [u64::from(u32::MAX), 1, 1, 1] {
+            prost::encoding::encode_varint(x, &mut b);
+        }
+        assert_eq!(decode_rejected_series(&b), None);
+        let mut b = Vec::new();
+        for x in [5u64, 1, 0, 1] {
+            prost::encoding::encode_varint(x, &mut b);
+        }
+        assert_eq!(decode_rejected_series(&b), None);
+        assert_eq!(decode_rejected_series(&[0x80]), None);
     }
 }

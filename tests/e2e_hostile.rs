@@ -336,3 +336,79 @@ fn hostile_requests_get_precise_errors_and_do_not_disturb_valid_writes() {
     ingestor.proc.assert_running();
     router.proc.assert_running();
 }
+
+/// Through a router (RF 3) a request refused in part answers 409 naming only the series that
+/// missed quorum, and `X-Prometheus-Remote-Write-Samples-Written` counts what a write quorum
+/// stored: ingestors list the series they refused, so the others of their batch still count.
+#[test]
+fn partial_conflicts_through_an_rf3_router_count_what_a_quorum_stored() {
+    let tmp = test_dir("hostile-rf3-conflict");
+    let dir = tmp.path();
+    let ings: Vec<Ingestor> = (0..3)
+        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .collect();
+    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
+    let router = Router::start("router", dir, &eps, 3, &[]);
+    let t0 = now_ms() - 10_000;
+    let written = |r: &Response| {
+        r.header("X-Prometheus-Remote-Write-Samples-Written")
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    let req = |s: Vec<proto::prompb::TimeSeries>| WriteRequest {
+        timeseries: s,
+        ..Default::default()
+    };
+
+    let r = remote_write(
+        &router.rw,
+        None,
+        &req(vec![
+            series(&[("__name__", "a")], &[(t0, 1.0)]),
+            series(&[("__name__", "b")], &[(t0, 1.0)]),
+            series(&[("__name__", "c")], &[(t0, 1.0)]),
+        ]),
+    );
+    assert_eq!((r.status, written(&r)), (204, Some(3)), "{}", r.text());
+
+    // Every replica refuses the same samples: a loses 1 of 2, c its only one, b is clean.
+    let r = remote_write(
+        &router.rw,
+        None,
+        &req(vec![
+            series(&[("__name__", "a")], &[(t0 - 1000, 5.0), (t0 + 1000, 2.0)]),
+            series(&[("__name__", "b")], &[(t0 + 1000, 2.0), (t0 + 2000, 3.0)]),
+            series(&[("__name__", "c")], &[(t0, 9.0)]),
+        ]),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(written(&r), Some(3), "a: 1, b: 2, c: 0; {}", r.text());
+    assert!(r.text().contains("2 of 3 series"), "{}", r.text());
+
+    // Replicas disagree: d already holds a different value at t1 on two ingestors, so they keep
+    // only its second sample; the third keeps both. d misses quorum, e (sent to the same peers
+    // in the same batches) does not.
+    let t1 = t0 + 5000;
+    for ing in &ings[..2] {
+        let r = remote_write(
+            &ing.rw,
+            None,
+            &req(vec![series(&[("__name__", "d")], &[(t1, 5.0)])]),
+        );
+        assert!(r.is_2xx(), "{}", r.text());
+    }
+    let r = remote_write(
+        &router.rw,
+        None,
+        &req(vec![
+            series(&[("__name__", "d")], &[(t1, 7.0), (t1 + 1000, 8.0)]),
+            series(&[("__name__", "e")], &[(t1, 1.0)]),
+        ]),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("1 of 2 series"), "{}", r.text());
+    // d: kept 1, 1 and 2 samples, so a quorum (2) holds 1; e: 1.
+    assert_eq!(written(&r), Some(2), "{}", r.text());
+    let got = read_all(&router.http, None, t0 - 5000, t1 + 5000).unwrap();
+    let e: Labels = [("__name__".to_string(), "e".to_string())].into();
+    assert_eq!(got.get(&e), Some(&vec![(t1, 1f64.to_bits())]), "e stored");
+}

@@ -36,12 +36,8 @@ use tonic::Code;
 /// problem is reported as KNOWN instead of failing the run, any other problem of the case still
 /// fails it. Remove an entry once the product is fixed (the run fails while a listed one passes).
 const KNOWN_PRODUCT_BUGS: &[(&str, &str)] = &[
-    // Through a router, a 409 whose request was partly stored says
-    // X-Prometheus-Remote-Write-Samples-Written: 0: peers answer a conflict without counts (the
-    // all-in-one and an ingestor count what they stored).
-    ("values/out-of-order-in-request", "Samples-Written"),
-    ("values/duplicate-timestamp-in-request", "Samples-Written"),
-    ("values/valid-then-future-in-series", "Samples-Written"),
+    // None open. Fixed: through a router, a 409 whose request was partly stored said
+    // X-Prometheus-Remote-Write-Samples-Written: 0 (peers now list the series they refused).
 ];
 
 /// A label as (name, value).

@@ -21,7 +21,7 @@ use crate::remote_write::{
     encode_thanos_trailer, encode_timeseries_sized, timeseries_body_len, timeseries_field_len,
     Series, WriteRequest,
 };
-use quorum::{request_cause, series_outcome, ReplicaError};
+use quorum::{request_cause, series_outcome, write_quorum, ReplicaError};
 use ring::RingHandle;
 
 /// Why a routed write failed.
@@ -42,6 +42,10 @@ pub enum RouteError {
         failed_series: usize,
         /// Series in the request.
         total_series: usize,
+        /// Samples stored on a write quorum of replicas (for `X-Prometheus-Remote-Write-Samples-
+        /// Written`): all of each series that reached quorum, and of a series refused in part,
+        /// what its quorum-th best replica kept.
+        samples_written: u64,
         /// The distinct peer errors behind it.
         message: String,
     },
@@ -158,9 +162,53 @@ pub fn replica_error_of(status: &Status) -> ReplicaError {
     match status.code() {
         Code::AlreadyExists => ReplicaError::Conflict,
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Unavailable,
-        // What a Ringest ingestor answers for a head series limit.
-        Code::ResourceExhausted => ReplicaError::Limited,
+        // A Ringest ingestor's limit (head series): 429. Other ResourceExhausted answers (a
+        // message over a Thanos peer's gRPC size limit) are not the client's to slow down for.
+        Code::ResourceExhausted if crate::grpc::is_limited(status) => ReplicaError::Limited,
         _ => ReplicaError::Unknown,
+    }
+}
+
+/// How one peer (or the local ingestor) failed its part of a write.
+#[derive(Debug)]
+struct PeerFailure {
+    kind: ReplicaError,
+    message: String,
+    /// For a conflict: `(index in the peer's batch, samples rejected)` of the series it refused
+    /// in part, when the peer said; the other series of the batch were stored whole.
+    rejected: Option<Vec<(u32, u32)>>,
+}
+
+impl PeerFailure {
+    fn new(kind: ReplicaError, message: String) -> Self {
+        Self {
+            kind,
+            message,
+            rejected: None,
+        }
+    }
+
+    /// This replica's outcome for series `series` (of `samples` samples), sent in `batch`: its
+    /// error, if any, and the samples of it the replica stored.
+    fn series_result(
+        &self,
+        batch: &[u32],
+        series: u32,
+        samples: u64,
+    ) -> (Option<ReplicaError>, u64) {
+        let Some(rejected) = &self.rejected else {
+            return (Some(self.kind), 0);
+        };
+        let Ok(pos) = batch.binary_search(&series) else {
+            return (Some(self.kind), 0);
+        };
+        match rejected.binary_search_by_key(&(pos as u32), |r| r.0) {
+            Ok(r) => (
+                Some(self.kind),
+                samples.saturating_sub(u64::from(rejected[r].1)),
+            ),
+            Err(_) => (None, samples),
+        }
     }
 }
 
@@ -272,18 +320,28 @@ impl Router {
             .zip(&batches)
             .map(|(ep, idxs)| self.send(tenant, req, &body_lens, ep, idxs));
         let results = futures::future::join_all(sends).await;
+        if results.iter().all(Result::is_ok) {
+            metrics::counter!("ringest_replications_total", "result" => "success").increment(1);
+            return Ok(());
+        }
 
+        let quorum = write_quorum(rf);
         let mut causes = Vec::new();
-        for replicas in placement.chunks_exact(rf) {
-            let outcome = series_outcome(
-                replicas
-                    .iter()
-                    .map(|&e| results[e as usize].as_ref().err().map(|(k, _)| *k)),
-                rf,
-            );
-            if let Err(cause) = outcome {
+        let mut samples_written = 0u64;
+        let mut replica_results: Vec<(Option<ReplicaError>, u64)> = Vec::with_capacity(rf);
+        for (i, replicas) in placement.chunks_exact(rf).enumerate() {
+            let samples = req.series_samples(&req.series[i]).len() as u64;
+            replica_results.clear();
+            replica_results.extend(replicas.iter().map(|&e| match &results[e as usize] {
+                Ok(()) => (None, samples),
+                Err(f) => f.series_result(&batches[e as usize], i as u32, samples),
+            }));
+            if let Err(cause) = series_outcome(replica_results.iter().map(|r| r.0), rf) {
                 causes.push(cause);
             }
+            // What at least a quorum of replicas kept: the quorum-th largest count.
+            replica_results.sort_unstable_by_key(|r| std::cmp::Reverse(r.1));
+            samples_written += replica_results.get(quorum - 1).map_or(0, |r| r.1);
         }
         metrics::counter!("ringest_replications_total", "result" => if causes.is_empty() { "success" } else { "error" })
             .increment(1);
@@ -292,7 +350,7 @@ impl Router {
         };
         let mut reasons: Vec<&str> = results
             .iter()
-            .filter_map(|r| r.as_ref().err().map(|(_, m)| m.as_str()))
+            .filter_map(|r| r.as_ref().err().map(|f| f.message.as_str()))
             .collect();
         reasons.sort_unstable();
         reasons.dedup();
@@ -300,6 +358,7 @@ impl Router {
             cause,
             failed_series: causes.len(),
             total_series: req.series.len(),
+            samples_written,
             message: reasons.join("; "),
         })
     }
@@ -311,7 +370,7 @@ impl Router {
         body_lens: &[usize],
         endpoint: &str,
         idxs: &[u32],
-    ) -> Result<(), (ReplicaError, String)> {
+    ) -> Result<(), PeerFailure> {
         if let Some(local) = self.local_for(endpoint) {
             let series: Vec<&Series> = idxs.iter().map(|&i| &req.series[i as usize]).collect();
             // The same timeout as a forward, so a stalled local disk cannot hold requests forever.
@@ -322,8 +381,17 @@ impl Router {
             .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err((replica_error_of_ingest(&e), format!("local ingestor: {e}"))),
-                Err(_) => Err((
+                Ok(Err(e)) => {
+                    let mut f = PeerFailure::new(
+                        replica_error_of_ingest(&e),
+                        format!("local ingestor: {e}"),
+                    );
+                    if let IngestError::Conflict { stats, .. } = e {
+                        f.rejected = Some(stats.rejected_series).filter(|r| !r.is_empty());
+                    }
+                    Err(f)
+                }
+                Err(_) => Err(PeerFailure::new(
                     ReplicaError::Unavailable,
                     format!(
                         "local ingestor: write timed out after {:?}",
@@ -335,7 +403,7 @@ impl Router {
         if let Some(until) = self.peer_states.backed_off_until(endpoint) {
             metrics::counter!("ringest_forward_errors_total", "peer" => endpoint.to_string(), "cause" => "BackedOff")
                 .increment(1);
-            return Err((
+            return Err(PeerFailure::new(
                 ReplicaError::Unavailable,
                 format!(
                     "{endpoint} is backed off after failures for another {:?}",
@@ -384,7 +452,15 @@ impl Router {
             let kind = replica_error_of(&status);
             metrics::counter!("ringest_forward_errors_total", "peer" => endpoint.to_string(), "cause" => format!("{kind:?}"))
                 .increment(1);
-            (kind, format!("forwarding to {endpoint}: {}", status.message()))
+            let mut f = PeerFailure::new(
+                kind,
+                format!("forwarding to {endpoint}: {}", status.message()),
+            );
+            if kind == ReplicaError::Conflict {
+                // An empty list would claim every series stored: only a non-empty one counts.
+                f.rejected = crate::grpc::rejected_series_of(&status).filter(|r| !r.is_empty());
+            }
+            f
         })
     }
 }
@@ -392,6 +468,40 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_exhausted_is_a_limit_only_when_a_ringest_ingestor_says_so() {
+        let mut limited = Status::resource_exhausted("head series limit");
+        limited
+            .metadata_mut()
+            .insert(crate::grpc::LIMITED_METADATA, "1".parse().unwrap());
+        assert_eq!(replica_error_of(&limited), ReplicaError::Limited);
+        // grpc-go's answer to a message over its size limit (a Thanos peer).
+        let too_big = Status::resource_exhausted("grpc: received message larger than max");
+        assert_eq!(replica_error_of(&too_big), ReplicaError::Unknown);
+    }
+
+    #[test]
+    fn a_conflict_listing_its_series_fails_only_those() {
+        let f = PeerFailure {
+            kind: ReplicaError::Conflict,
+            message: String::new(),
+            rejected: Some(vec![(1, 2)]),
+        };
+        // The peer was sent series 3, 7 and 9 of the request; it refused 2 samples of the 2nd.
+        let batch = [3, 7, 9];
+        assert_eq!(f.series_result(&batch, 3, 4), (None, 4));
+        assert_eq!(
+            f.series_result(&batch, 7, 5),
+            (Some(ReplicaError::Conflict), 3)
+        );
+        assert_eq!(f.series_result(&batch, 9, 1), (None, 1));
+        let blind = PeerFailure::new(ReplicaError::Conflict, String::new());
+        assert_eq!(
+            blind.series_result(&batch, 3, 4),
+            (Some(ReplicaError::Conflict), 0)
+        );
+    }
 
     #[test]
     fn peer_backoff_doubles_up_to_the_max_and_resets_on_success() {

@@ -22,7 +22,7 @@ use crate::ingest::{IngestError, Ingestor};
 use crate::limits::Limiter;
 use crate::query::{self, ReadError};
 use crate::remote_write::{self, Limits, Series, WriteRequest};
-use crate::router::Router;
+use crate::router::{RouteError, Router};
 use crate::tenancy;
 use status::ApiError;
 
@@ -229,9 +229,24 @@ impl App {
 
         let stored = match (&self.router, &self.ingestor) {
             _ if allowed.is_err() => allowed.map_err(ApiError::from),
-            (Some(router), _) if replica == 0 => {
-                router.write(tenant, &req).await.map_err(ApiError::from)
-            }
+            (Some(router), _) if replica == 0 => match router.write(tenant, &req).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // A 409 (or any refusal) may have stored part of the request on a quorum.
+                    let written = match &e {
+                        RouteError::Replication {
+                            samples_written, ..
+                        } => *samples_written as usize,
+                        _ => 0,
+                    };
+                    bufs.req = req.recycle();
+                    bufs.give_back();
+                    return Ok(WriteAnswer {
+                        samples_written: written,
+                        ..WriteAnswer::from(ApiError::from(e))
+                    });
+                }
+            },
             (_, Some(ingestor)) => {
                 let series: Vec<&Series> = req.series.iter().collect();
                 match ingestor.write(tenant, &req, &series).await {
@@ -489,7 +504,7 @@ impl IngestGrpc {
         let req = decode(&body)?;
         if req.tenant_batches == 0 {
             // The classic form, decoded once.
-            return Self::write_request(&ingestor, req).await;
+            return Self::write_request(&ingestor, req, true).await;
         }
         // Per-tenant batches (field 4) replace fields 1 and 2, as in Thanos. Every tenant is
         // written even when an earlier one failed; the first error is reported.
@@ -497,21 +512,34 @@ impl IngestGrpc {
             .map_err(|e| status::decode_grpc_status(&e))?;
         let mut first_err = None;
         for batch in batches {
-            if let Err(e) = Self::write_request(&ingestor, decode(batch)?).await {
+            // Per-series rejection lists index one batch; they cannot describe the whole call.
+            if let Err(e) = Self::write_request(&ingestor, decode(batch)?, false).await {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
-    async fn write_request(ingestor: &Ingestor, req: WriteRequest<'_>) -> Result<(), Status> {
+    /// Writes one decoded request; `counts` lets a conflict answer list its rejected series
+    /// (their indexes are the request's series as the router sent them).
+    async fn write_request(
+        ingestor: &Ingestor,
+        req: WriteRequest<'_>,
+        counts: bool,
+    ) -> Result<(), Status> {
         let tenant = req
             .tenant
             .ok_or_else(|| Status::invalid_argument("replicated write without a tenant"))?;
         let series: Vec<&Series> = req.series.iter().collect();
         if let Err(e) = ingestor.write(tenant, &req, &series).await {
             tracing::debug!(tenant, error = %e, "replicated write failed");
-            return Err(status::ingest_grpc_status(&e));
+            let mut st = status::ingest_grpc_status(&e);
+            if !counts || !req.invalid.is_empty() {
+                // Invalid series were dropped from `series`: indexes would not match the router's.
+                st.metadata_mut()
+                    .remove_bin(crate::grpc::REJECTED_SERIES_METADATA);
+            }
+            return Err(st);
         }
         if let Some(inv) = req.invalid.first() {
             // Thanos counts label problems as conflicts: the valid series are stored.

@@ -180,7 +180,25 @@ pub fn ingest_grpc_status(e: &IngestError) -> Status {
         IngestError::Tenant(_) => Code::InvalidArgument,
         IngestError::Limit(l) => limit_grpc_code(l),
     };
-    Status::new(code, e.to_string())
+    let mut status = Status::new(code, e.to_string());
+    match e {
+        IngestError::Conflict { stats, .. } if !stats.rejected_series.is_empty() => {
+            if let Some(b) = crate::grpc::encode_rejected_series(&stats.rejected_series) {
+                status.metadata_mut().insert_bin(
+                    crate::grpc::REJECTED_SERIES_METADATA,
+                    tonic::metadata::MetadataValue::from_bytes(&b),
+                );
+            }
+        }
+        IngestError::Limit(_) if code == Code::ResourceExhausted => {
+            status.metadata_mut().insert(
+                crate::grpc::LIMITED_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        _ => {}
+    }
+    status
 }
 
 /// The gRPC code of a limit refusal: ResourceExhausted for the retryable (429) ones, which a

@@ -128,7 +128,7 @@ pub enum TsdbError {
 }
 
 /// What one `append` call did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppendStats {
     /// Samples stored (silently accepted same-bits duplicates are not counted).
     pub samples_appended: u64,
@@ -142,6 +142,10 @@ pub struct AppendStats {
     pub out_of_bounds: u64,
     /// Samples newer than now plus the future window.
     pub too_far_in_future: u64,
+    /// `(index into the call's series, samples of it rejected)` for each series with a rejected
+    /// sample, by index: a router uses it to count what a write quorum stored. Empty (and not
+    /// allocated) when nothing was rejected.
+    pub rejected_series: Vec<(u32, u32)>,
 }
 
 impl AppendStats {
@@ -150,7 +154,11 @@ impl AppendStats {
         self.out_of_order + self.duplicate + self.out_of_bounds + self.too_far_in_future
     }
 
-    fn count(&mut self, r: Rejection) {
+    fn count(&mut self, series: usize, r: Rejection) {
+        match self.rejected_series.last_mut() {
+            Some((i, n)) if *i as usize == series => *n += 1,
+            _ => self.rejected_series.push((series as u32, 1)),
+        }
         match r {
             Rejection::OutOfOrder => self.out_of_order += 1,
             Rejection::Duplicate => self.duplicate += 1,
@@ -722,7 +730,7 @@ impl Db {
             Some(limit) => self.check_series_limit(req, series, min_valid, max_t, limit)?,
             None => None,
         };
-        for s in series {
+        for (idx, s) in series.iter().enumerate() {
             let samples = req.series_samples(s);
             if samples.is_empty() {
                 continue;
@@ -737,7 +745,7 @@ impl Db {
                     } else {
                         Rejection::OutOfBounds
                     };
-                    stats.count(r);
+                    stats.count(idx, r);
                     if first_err.is_none() {
                         let labels = Labels::from_sorted(pairs.clone());
                         first_err = Some(format!(
@@ -751,7 +759,7 @@ impl Db {
             pack_pairs(pairs, &mut packed);
             let (ms, created) = self.head.get_or_create(packed_hash(&packed), &packed);
             stats.series_created += u64::from(created);
-            resolved.push((ms, samples));
+            resolved.push((idx, ms, samples));
         }
         drop(creating);
 
@@ -759,6 +767,8 @@ impl Db {
         self.wait_synced(target).await?;
 
         if let Some(first) = first_err {
+            // Out-of-window series are counted before the others: order by index.
+            stats.rejected_series.sort_unstable();
             let message = format!(
                 "{first}; {} of {} samples rejected (out of order {}, duplicate {}, out of bounds {}, too far in the future {})",
                 stats.rejected(),
@@ -835,7 +845,7 @@ impl Db {
     /// Returns the sequence the caller must see synced.
     fn commit(
         &self,
-        resolved: &[(Arc<MemSeries>, &[crate::remote_write::Sample])],
+        resolved: &[(usize, Arc<MemSeries>, &[crate::remote_write::Sample])],
         min_valid: i64,
         max_t: i64,
         stats: &mut AppendStats,
@@ -861,7 +871,7 @@ impl Db {
         accepted.clear();
         let mut new_series: Vec<Arc<MemSeries>> = Vec::new();
         let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
-        for (s, samples) in resolved {
+        for (idx, s, samples) in resolved {
             let mut s = s;
             let mut fresh: Arc<MemSeries>;
             let mut d = s.lock();
@@ -891,7 +901,7 @@ impl Db {
                     }
                     Ok(false) => {}
                     Err(r) => {
-                        stats.count(r);
+                        stats.count(*idx, r);
                         if first_err.is_none() {
                             *first_err =
                                 Some(format!("{r} for series {} at timestamp {t}", s.labels));
@@ -2079,6 +2089,7 @@ mod tests {
                 duplicate: 1,
                 out_of_bounds: 1,
                 too_far_in_future: 1,
+                rejected_series: vec![(0, 4)],
             }
         );
         assert!(message.starts_with(&format!(
@@ -2102,6 +2113,32 @@ mod tests {
             vec![(now, 2.0)]
         );
         assert_eq!(db.head().max_time(), now + 1000);
+
+        // Rejections are listed per series, by index, whichever step found them: series 3 has
+        // no sample in the window (rejected before the others are appended), 1 and 4 conflict.
+        let err = write(
+            &db,
+            &[
+                (vec![("__name__", "ok0")], vec![(now, 1.0)]),
+                (
+                    a.clone(),
+                    vec![(now - 5000, 1.0), (now + 2000, 5.0), (now, 9.0)],
+                ),
+                (vec![("__name__", "ok2")], vec![(now, 1.0)]),
+                (
+                    vec![("__name__", "old")],
+                    vec![(now - 3 * 3_600_000, 1.0), (now - 3 * 3_600_000 + 1, 1.0)],
+                ),
+                (a.clone(), vec![(now + 2000, 6.0)]),
+            ],
+        )
+        .await
+        .unwrap_err();
+        let AppendError::Conflict { stats, .. } = err else {
+            panic!("want conflict, got {err:?}");
+        };
+        assert_eq!(stats.rejected_series, vec![(1, 2), (3, 2), (4, 1)]);
+        assert_eq!(stats.samples_appended, 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
