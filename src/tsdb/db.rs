@@ -1449,6 +1449,23 @@ mod tests {
             .collect()
     }
 
+    /// The default block range (2 h).
+    const RANGE: i64 = 7_200_000;
+
+    /// A TSDB with [`small_opts`] in a fresh directory, and the start of the range `ranges_back`
+    /// ranges before now, where tests write their history.
+    fn open_aligned(ranges_back: i64) -> (tempfile::TempDir, PathBuf, Db, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Db::open(&path, small_opts()).unwrap();
+        (
+            dir,
+            path,
+            db,
+            now_ms() / RANGE * RANGE - ranges_back * RANGE,
+        )
+    }
+
     fn small_opts() -> DbOptions {
         DbOptions {
             wal_segment_size: 128 * 1024,
@@ -1471,12 +1488,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn head_block_dumps_exactly_the_range() {
-        const RANGE: i64 = 7_200_000;
         const SERIES: usize = 500;
         const STEPS: usize = 240; // one sample a minute over two ranges
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("db"), small_opts()).unwrap();
-        let base = now_ms() / RANGE * RANGE - 2 * RANGE;
+        let (dir, _, db, base) = open_aligned(2);
         let names: Vec<String> = (0..SERIES).map(|s| format!("m{}", s % 7)).collect();
         let insts: Vec<String> = (0..SERIES).map(|s| format!("host-{s}")).collect();
         let ts = |s: usize, i: usize| base + i as i64 * 60_000 + (s % 60) as i64 * 1000;
@@ -1654,7 +1668,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_cuts_blocks_releases_head_and_truncates_wal() {
-        const RANGE: i64 = 7_200_000;
         const SERIES: usize = 200;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
@@ -1765,11 +1778,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_gap_is_skipped_not_cut_range_by_range() {
-        const RANGE: i64 = 7_200_000;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, small_opts()).unwrap();
-        let base = now_ms() / RANGE * RANGE - 100 * RANGE;
+        let (_dir, path, db, base) = open_aligned(100);
         let mut want = HashMap::new();
         write_minutes(&db, base, 0..240, 10, |_| usize::MAX, &mut want).await;
         assert_eq!(db.compact().unwrap().blocks.len(), 1);
@@ -1802,12 +1811,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupt_blocks_are_quarantined_not_served() {
-        const RANGE: i64 = 7_200_000;
         for uploaded in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("db");
-            let db = Db::open(&path, small_opts()).unwrap();
-            let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+            let (_dir, path, db, base) = open_aligned(4);
             let mut want = HashMap::new();
             write_minutes(&db, base, 0..200, 20, |_| usize::MAX, &mut want).await;
             // A cut whose WAL truncation never ran: the WAL still holds the block's samples.
@@ -1855,10 +1860,7 @@ mod tests {
 
         // Damage inside a chunk is found on read: the block is quarantined and the query answered
         // from the rest.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, small_opts()).unwrap();
-        let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+        let (_dir, path, db, base) = open_aligned(4);
         let mut want = HashMap::new();
         write_minutes(&db, base, 0..300, 20, |_| usize::MAX, &mut want).await;
         assert_eq!(db.compact().unwrap().blocks.len(), 1);
@@ -1874,11 +1876,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn crash_between_cut_and_wal_truncation_duplicates_nothing() {
-        const RANGE: i64 = 7_200_000;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, small_opts()).unwrap();
-        let base = now_ms() / RANGE * RANGE - 4 * RANGE;
+        let (_dir, path, db, base) = open_aligned(4);
         let mut want = HashMap::new();
         write_minutes(&db, base, 0..200, 50, |_| usize::MAX, &mut want).await;
         // A cut whose WAL truncation never ran, and a block a crash left half written.
@@ -1906,11 +1904,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flush_persists_the_whole_head_and_empties_the_wal() {
-        const RANGE: i64 = 7_200_000;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let db = Db::open(&path, small_opts()).unwrap();
-        let base = now_ms() / RANGE * RANGE - 3 * RANGE;
+        let (_dir, path, db, base) = open_aligned(3);
         let mut want = HashMap::new();
         write_minutes(
             &db,
