@@ -16,6 +16,10 @@
 //! exactly the tenant's bucket blocks, which are exactly its local blocks; no `.tmp-for-creation`
 //! is left; remote read after each restart returns every acknowledged sample.
 //!
+//! A damaged local block (a flipped chunk byte found on read, a truncated index found at start)
+//! is quarantined, not served; reads and writes go on, and the bucket's copy keeps its samples
+//! (a WAL replay bringing an uploaded, quarantined block's range back was a bug this found).
+//!
 //! Two tests pin bugs these tests found: a kill in the middle of an upload must not leave
 //! object_store staging files (`<file>#<n>`) in the FILESYSTEM bucket for good (the shipper now
 //! removes them before re-uploading the block), and Ringest's block reader must not take such a
@@ -1110,4 +1114,156 @@ fn block_reader_ignores_files_that_are_not_segments() {
     // Ringest should too.
     let b = read_block(&bdir);
     assert_eq!(b.num_samples(), 10);
+}
+
+/// Samples of `all` inside `[min, max)`, by series.
+fn in_range(all: &BTreeMap<Labels, Samples>, min: i64, max: i64) -> BTreeMap<Labels, Samples> {
+    all.iter()
+        .map(|(l, s)| {
+            let s: Samples = s
+                .iter()
+                .copied()
+                .filter(|x| x.0 >= min && x.0 < max)
+                .collect();
+            (l.clone(), s)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+/// A damaged local block is quarantined and no longer served, whether the damage is found on
+/// read (a flipped chunk byte, process running) or at open (a truncated index, after a restart):
+/// remote read keeps answering from the other blocks and the head, writes keep being accepted,
+/// and the uploaded copies in the bucket still hold every sample of the quarantined blocks.
+#[test]
+fn corrupt_local_blocks_are_quarantined_not_served() {
+    const TENANT: &str = "quarantine";
+    let tmp = test_dir("crash-quarantine");
+    let mut aio = Aio::start(tmp.path(), None);
+    let synth = Synth {
+        tenant: TENANT.into(),
+        writer: 0,
+        series: 50,
+        per_req: 1,
+        step: 5000,
+        base: aligned_base(1),
+    };
+    let mut want = BTreeMap::new();
+    let mut k = 0;
+    let tdir = aio.data.join(TENANT);
+    let shipped = |tdir: &Path| -> Vec<String> {
+        std::fs::read(tdir.join("thanos.shipper.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["uploaded"].as_array().cloned())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Write until the head was cut into at least two blocks and both are uploaded.
+    let uploaded = poll(Duration::from_secs(60), Duration::ZERO, || {
+        let r = synth.send(&aio.rw, k).unwrap();
+        assert!(r.is_2xx(), "write {k}: {} {}", r.status, r.text());
+        synth.acknowledged(k, &mut want);
+        k += 1;
+        let up = shipped(&tdir);
+        (up.len() >= 2).then_some(up)
+    })
+    .expect("two blocks cut and uploaded within 60 s");
+    let blocks: Vec<ReadBlock> = uploaded.iter().map(|u| read_block(&tdir.join(u))).collect();
+    assert_eq!(read_tenant(&aio, TENANT, synth.base), want);
+
+    // Damage found on read: flip bytes in the middle of the newest block's chunk segment.
+    let (newer, older) = (&blocks[1], &blocks[0]);
+    let seg = tdir.join(&newer.ulid).join("chunks").join("000001");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&seg, &bytes).unwrap();
+    let got = read_tenant(&aio, TENANT, synth.base);
+    let served_without =
+        |want: &BTreeMap<Labels, Samples>, got: &BTreeMap<Labels, Samples>, gone: &[&ReadBlock]| {
+            let mut expect = want.clone();
+            for b in gone {
+                for s in expect.values_mut() {
+                    s.retain(|x| x.0 < b.min_time || x.0 >= b.max_time);
+                }
+            }
+            expect.retain(|_, s| !s.is_empty());
+            assert_same_bits(
+                "served: everything but the quarantined blocks",
+                &expect,
+                got,
+            );
+        };
+    served_without(&want, &got, &[newer]);
+    assert!(tdir.join("quarantine").join(&newer.ulid).exists());
+    assert!(!tdir.join(&newer.ulid).exists());
+    // Still serving writes.
+    let r = synth.send(&aio.rw, k).unwrap();
+    assert!(r.is_2xx(), "write after quarantine: {}", r.text());
+    synth.acknowledged(k, &mut want);
+
+    // Damage found at open: truncate the older block's index, then restart.
+    aio.proc.kill9();
+    let index = tdir.join(&older.ulid).join("index");
+    let len = std::fs::metadata(&index).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    aio.restart_clean();
+    served_without(
+        &want,
+        &read_tenant(&aio, TENANT, synth.base),
+        &[newer, older],
+    );
+    assert!(tdir.join("quarantine").join(&older.ulid).exists());
+    let logs = aio.all_logs();
+    for b in [newer, older] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("corrupt block quarantined") && l.contains(&b.ulid)),
+            "no quarantine log line for {}:\n{logs}",
+            b.ulid
+        );
+    }
+
+    // Nothing acknowledged is lost: the bucket still has both blocks, whole, and after a clean
+    // stop (the head flushed and shipped) every acknowledged sample is in exactly one bucket
+    // block: the WAL did not bring the quarantined ranges back as overlapping blocks.
+    for b in [newer, older] {
+        let copy = read_block(&aio.data.join("_bucket").join(&b.ulid));
+        assert_same_bits(
+            &format!("bucket copy of {}", b.ulid),
+            &in_range(&want, b.min_time, b.max_time),
+            &copy.samples,
+        );
+    }
+    aio.stop();
+    let bucket = aio.data.join("_bucket");
+    let blocks: Vec<ReadBlock> = block_dirs(&bucket)
+        .iter()
+        .map(|u| read_block(&bucket.join(u)))
+        .filter(|b| b.tenant == TENANT)
+        .collect();
+    assert!(blocks.len() >= 3, "{} bucket blocks", blocks.len());
+    assert_no_overlap("bucket", &blocks.iter().collect::<Vec<_>>());
+    let mut stored: BTreeMap<Labels, Samples> = BTreeMap::new();
+    for b in &blocks {
+        for (l, s) in &b.samples {
+            stored.entry(l.clone()).or_default().extend(s);
+        }
+    }
+    for s in stored.values_mut() {
+        s.sort_unstable();
+    }
+    assert_same_bits("bucket after a clean stop", &want, &stored);
 }

@@ -1185,7 +1185,9 @@ fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, Option<i64>), TsdbError> 
         source,
     };
     let mut out = Vec::new();
-    let mut persisted_until = None;
+    // Blocks quarantined earlier (also those a read found damaged while running) bound replay
+    // the same way when they were uploaded.
+    let mut persisted_until = quarantined_uploaded_until(dir);
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let name = entry.file_name();
@@ -1212,6 +1214,24 @@ fn open_blocks(dir: &Path) -> Result<(Vec<Arc<Block>>, Option<i64>), TsdbError> 
     }
     out.sort_by_key(|b| b.meta().ulid);
     Ok((out, persisted_until))
+}
+
+/// The end of the newest block in `<dir>/quarantine/` that the shipper had uploaded.
+fn quarantined_uploaded_until(dir: &Path) -> Option<i64> {
+    let entries = std::fs::read_dir(dir.join("quarantine")).ok()?;
+    let uploaded = crate::shipper::uploaded(dir).ok()?;
+    entries
+        .flatten()
+        .filter(|e| {
+            // `<ULID>` or `<ULID>.<n>` (the same block quarantined again).
+            let name = e.file_name();
+            let ulid = name.to_str().and_then(|n| n.split('.').next());
+            ulid.and_then(|u| u.parse::<Ulid>().ok())
+                .is_some_and(|u| uploaded.contains(&u))
+        })
+        .filter_map(|e| crate::tsdb::block::read_meta(&e.path()).ok())
+        .map(|m| m.max_time)
+        .max()
 }
 
 /// Moves a damaged block to `<dir>/quarantine/<ULID>` (kept for inspection, never served or
@@ -1871,6 +1891,22 @@ mod tests {
         assert!(path.join("quarantine").join(ulid.to_string()).exists());
         let n: usize = got.iter().map(|s| s.samples.len()).sum();
         assert_eq!(n, 20 * (300 - 120), "the head's samples are still served");
+        db.close().unwrap();
+        drop(db);
+        // The block had been uploaded: after a restart the WAL must not bring its samples back
+        // (they would be cut into a second block overlapping the bucket's copy).
+        std::fs::write(
+            path.join("thanos.shipper.json"),
+            format!("{{\"version\": 1, \"uploaded\": [\"{ulid}\"]}}"),
+        )
+        .unwrap();
+        let db = Db::open(&path, small_opts()).unwrap();
+        let got = head_samples(&db);
+        assert!(
+            got.values().flatten().all(|&(t, _)| t >= base + RANGE),
+            "samples of the quarantined, uploaded block came back from the WAL"
+        );
+        assert_eq!(got.values().map(Vec::len).sum::<usize>(), 20 * (300 - 120));
         db.close().unwrap();
     }
 
