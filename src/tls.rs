@@ -1,5 +1,6 @@
-//! TLS for the remote-write listener, the gRPC listener and the router's gRPC clients (rustls with
-//! ring): certificates and keys from PEM files, an
+//! TLS for the remote-write listener, the HTTP listener (`--http.config`, an exporter-toolkit web
+//! config), the gRPC listener and the router's gRPC clients (rustls with ring): certificates and
+//! keys from PEM files, an
 //! optional client CA that makes client certificates mandatory, and an accept loop that does
 //! handshakes off the accepting task so one slow client cannot hold up the others.
 
