@@ -88,6 +88,10 @@ pub struct ServerArgs {
     /// HTTP listener: `/metrics`, `/-/healthy`, `/-/ready`, `POST /api/v1/read`.
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     pub http_address: SocketAddr,
+    /// Exporter-toolkit web config YAML (Thanos's `--http.config`): `tls_server_config` makes the
+    /// HTTP listener speak only TLS. Read at start.
+    #[arg(long = "http.config")]
+    pub http_config: Option<PathBuf>,
     /// gRPC listener: `thanos.WriteableStore/RemoteWrite` (replicated writes) and reads for routers.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: SocketAddr,

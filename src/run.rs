@@ -229,6 +229,11 @@ async fn serve_async(
         server.rw_tls_client_ca.as_deref(),
     )?;
 
+    let http_tls = match &server.http_config {
+        Some(path) => crate::tls::http_config(path)?,
+        None => None,
+    };
+
     let grpc_tls = crate::tls::grpc_server_config(
         server.grpc_tls_cert.as_deref(),
         server.grpc_tls_key.as_deref(),
@@ -290,11 +295,23 @@ async fn serve_async(
             );
         }
     }
-    tasks.spawn(
-        axum::serve(http_listener, server::http_routes(app.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    match http_tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(http_listener, config)?;
+            tasks.spawn(
+                axum::serve(listener, server::http_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+        None => {
+            tasks.spawn(
+                axum::serve(http_listener, server::http_routes(app.clone()))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            );
+        }
+    }
 
     if let Some(ingestor) = &ingestor {
         let grpc_listener = bind("gRPC", server.grpc_address).await?;
