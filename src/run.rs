@@ -126,6 +126,37 @@ fn serve(
     runtime.block_on(serve_async(server, routing, storage, mode))
 }
 
+/// Serves `routes` on `listener`, over TLS with `tls`, until `stop` turns true.
+fn spawn_http(
+    tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    routes: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            tasks.spawn(
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            );
+        }
+        None => {
+            tasks.spawn(
+                axum::serve(listener, routes)
+                    .with_graceful_shutdown(stopped)
+                    .into_future(),
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
@@ -278,40 +309,10 @@ async fn serve_async(
     let rw_listener = bind("remote write", server.remote_write_address).await?;
     let http_listener = bind("HTTP", server.http_address).await?;
     let mut tasks = tokio::task::JoinSet::new();
-    match rw_tls {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(rw_listener, config)?;
-            tasks.spawn(
-                axum::serve(listener, server::remote_write_routes(app.clone()))
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            );
-        }
-        None => {
-            tasks.spawn(
-                axum::serve(rw_listener, server::remote_write_routes(app.clone()))
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            );
-        }
-    }
-    match http_tls {
-        Some(config) => {
-            let listener = crate::tls::TlsListener::new(http_listener, config)?;
-            tasks.spawn(
-                axum::serve(listener, server::http_routes(app.clone()))
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            );
-        }
-        None => {
-            tasks.spawn(
-                axum::serve(http_listener, server::http_routes(app.clone()))
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .into_future(),
-            );
-        }
-    }
+    let routes = server::remote_write_routes(app.clone());
+    spawn_http(&mut tasks, rw_listener, rw_tls, routes, stop_rx.clone())?;
+    let routes = server::http_routes(app.clone());
+    spawn_http(&mut tasks, http_listener, http_tls, routes, stop_rx.clone())?;
 
     if let Some(ingestor) = &ingestor {
         let grpc_listener = bind("gRPC", server.grpc_address).await?;

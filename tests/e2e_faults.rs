@@ -81,11 +81,7 @@ fn rss_kib(p: &Proc) -> u64 {
 fn hung_ingestor_is_backed_off_and_the_other_replicas_keep_serving() {
     let tmp = test_dir("faults-hung");
     let dir = tmp.path();
-    let ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
-    let mut router = Router::start("router", dir, &eps, 3, &["--receive-forward-timeout=1s"]);
+    let (ings, mut router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=1s"]);
     let start = now_ms() - 60_000;
     let mut acked = BTreeMap::new();
     let warm = request(start, 0.5);
@@ -163,11 +159,7 @@ fn hung_ingestor_is_backed_off_and_the_other_replicas_keep_serving() {
 fn two_of_three_ingestors_down_answers_503_and_retries_fill_the_gap() {
     let tmp = test_dir("faults-quorum");
     let dir = tmp.path();
-    let mut ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
-    let router = Router::start("router", dir, &eps, 3, &["--receive-forward-timeout=2s"]);
+    let (mut ings, router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let start = now_ms() - 60_000;
     let mut acked = BTreeMap::new();
     let first = request(start, 1.0);
@@ -395,11 +387,7 @@ fn last_segment(data: &std::path::Path) -> std::path::PathBuf {
 fn torn_wal_tail_and_corrupt_record_are_repaired_and_replicas_cover_the_loss() {
     let tmp = test_dir("faults-wal");
     let dir = tmp.path();
-    let mut ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
-    let router = Router::start("router", dir, &eps, 3, &[]);
+    let (mut ings, router) = start_cluster(dir, 3, 3, &[]);
     let start = now_ms() - 600_000;
     let mut acked = BTreeMap::new();
     for k in 0..100 {
@@ -537,11 +525,7 @@ fn join_writers(
 fn sigkill_a_random_ingestor_twenty_times_under_load_loses_nothing() {
     let tmp = test_dir("faults-sigkill");
     let dir = tmp.path();
-    let mut ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
-    let router = Router::start("router", dir, &eps, 3, &["--receive-forward-timeout=2s"]);
+    let (mut ings, router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let start = now_ms() - 600_000;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers = spawn_writers(&router.rw, 2, start, &stop);
@@ -642,18 +626,8 @@ fn two_of_three_ingestors_down_a_real_prometheus_retries_and_fills_the_gap() {
     let tmp = test_dir("faults-quorum-prometheus");
     let dir = tmp.path();
     let w0 = now_ms() - 1000;
-    let mut ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
+    let (mut ings, mut router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let eps: Vec<String> = ings.iter().map(|i| i.grpc.clone()).collect();
-    let ep_refs: Vec<&str> = eps.iter().map(String::as_str).collect();
-    let mut router = Router::start(
-        "router",
-        dir,
-        &ep_refs,
-        3,
-        &["--receive-forward-timeout=2s"],
-    );
     let a_addr = free_addr();
     let ing_http: Vec<String> = ings.iter().map(|i| i.http.clone()).collect();
     let ing_http: Vec<&str> = ing_http.iter().map(String::as_str).collect();

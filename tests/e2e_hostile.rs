@@ -344,11 +344,7 @@ fn hostile_requests_get_precise_errors_and_do_not_disturb_valid_writes() {
 fn partial_conflicts_through_an_rf3_router_count_what_a_quorum_stored() {
     let tmp = test_dir("hostile-rf3-conflict");
     let dir = tmp.path();
-    let ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
-    let router = Router::start("router", dir, &eps, 3, &[]);
+    let (ings, router) = start_cluster(dir, 3, 3, &[]);
     let t0 = now_ms() - 10_000;
     let written = |r: &Response| {
         r.header("X-Prometheus-Remote-Write-Samples-Written")

@@ -66,12 +66,7 @@ fn prometheus_remote_write_through_router_survives_ingestor_kill_and_reads_back_
     let w0 = now_ms() - 1000;
 
     // Three ingestors and a router over them (ketama, RF 3: every series on every ingestor).
-    let mut ings: Vec<Ingestor> = (0..3)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
-        .collect();
-    let endpoints: Vec<String> = ings.iter().map(|i| i.grpc.clone()).collect();
-    let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
-    let mut router = Router::start("router", dir, &endpoints, 3, &[]);
+    let (mut ings, mut router) = start_cluster(dir, 3, 3, &[]);
 
     // B reads through the router; A scrapes and writes through it.
     let b_addr = free_addr();

@@ -1165,6 +1165,22 @@ impl Ingestor {
     }
 }
 
+/// `n` ingestors (`ingest-0`, …) under `dir` and a router over all of them with replication
+/// factor `rf` and `router_args`.
+pub fn start_cluster(
+    dir: &Path,
+    n: usize,
+    rf: usize,
+    router_args: &[&str],
+) -> (Vec<Ingestor>, Router) {
+    let ings: Vec<Ingestor> = (0..n)
+        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .collect();
+    let eps: Vec<&str> = ings.iter().map(|i| i.grpc.as_str()).collect();
+    let router = Router::start("router", dir, &eps, rf, router_args);
+    (ings, router)
+}
+
 /// A `ringest router` process and its addresses.
 pub struct Router {
     pub proc: Proc,
