@@ -51,6 +51,18 @@ pub enum RouteError {
     },
 }
 
+impl RouteError {
+    /// Samples stored on a write quorum despite the error.
+    pub fn samples_written(&self) -> usize {
+        match self {
+            RouteError::Replication {
+                samples_written, ..
+            } => *samples_written as usize,
+            _ => 0,
+        }
+    }
+}
+
 /// Peers that recently failed as unavailable, skipped until their backoff ends (Thanos
 /// `peerGroup`: exponential from 100 ms, doubling, with jitter, up to a maximum). While a peer is
 /// backed off its replicas fail at once as unavailable instead of each request waiting out the

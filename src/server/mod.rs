@@ -22,7 +22,7 @@ use crate::ingest::{IngestError, Ingestor};
 use crate::limits::Limiter;
 use crate::query::{self, ReadError};
 use crate::remote_write::{self, Limits, Series, WriteRequest};
-use crate::router::{RouteError, Router};
+use crate::router::Router;
 use crate::tenancy;
 use status::ApiError;
 
@@ -227,58 +227,49 @@ impl App {
             valid_samples as u64 + req.num_invalid_samples(),
         );
 
-        let stored = match (&self.router, &self.ingestor) {
-            _ if allowed.is_err() => allowed.map_err(ApiError::from),
-            (Some(router), _) if replica == 0 => match router.write(tenant, &req).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    // A 409 (or any refusal) may have stored part of the request on a quorum.
-                    let written = match &e {
-                        RouteError::Replication {
-                            samples_written, ..
-                        } => *samples_written as usize,
-                        _ => 0,
-                    };
-                    bufs.req = req.recycle();
-                    bufs.give_back();
-                    return Ok(WriteAnswer {
-                        samples_written: written,
-                        ..WriteAnswer::from(ApiError::from(e))
-                    });
-                }
-            },
+        // An error carries the samples stored despite it: a 409 stores the valid ones.
+        let stored: Result<(), (ApiError, usize)> = match (&self.router, &self.ingestor) {
+            _ if allowed.is_err() => allowed.map_err(|e| (ApiError::from(e), 0)),
+            (Some(router), _) if replica == 0 => router.write(tenant, &req).await.map_err(|e| {
+                let written = e.samples_written();
+                (ApiError::from(e), written)
+            }),
             (_, Some(ingestor)) => {
                 let series: Vec<&Series> = req.series.iter().collect();
                 match ingestor.write(tenant, &req, &series).await {
                     Ok(_) => Ok(()),
-                    Err(IngestError::Conflict { stats, message }) => {
-                        // A 409 stored the request's valid samples: say how many.
-                        let written = stats.samples_appended as usize;
-                        let e = ApiError::from(IngestError::Conflict { stats, message });
-                        bufs.req = req.recycle();
-                        bufs.give_back();
-                        return Ok(WriteAnswer {
-                            samples_written: written,
-                            ..WriteAnswer::from(e)
-                        });
+                    Err(e) => {
+                        let written = match &e {
+                            IngestError::Conflict { stats, .. } => stats.samples_appended as usize,
+                            _ => 0,
+                        };
+                        Err((ApiError::from(e), written))
                     }
-                    Err(e) => Err(ApiError::from(e)),
                 }
             }
-            _ => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no ring and no local storage",
+            _ => Err((
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no ring and no local storage",
+                ),
+                0,
             )),
         };
-        let answer = stored.map(|()| {
-            metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
-                .increment(valid_samples as u64);
-            partial_answer(&req, valid_samples)
-        });
+        let answer = match stored {
+            Ok(()) => {
+                metrics::counter!("ringest_samples_received_total", "tenant" => tenant.to_string())
+                    .increment(valid_samples as u64);
+                partial_answer(&req, valid_samples)
+            }
+            Err((e, samples_written)) => WriteAnswer {
+                samples_written,
+                ..WriteAnswer::from(e)
+            },
+        };
         // Refused requests give their buffers back too, so a flood of them allocates nothing.
         bufs.req = req.recycle();
         bufs.give_back();
-        answer
+        Ok(answer)
     }
 }
 
@@ -361,17 +352,16 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         .tenant(&headers)
         .map(Cow::into_owned)
         .unwrap_or_default();
-    let answer = match app.write(&headers, body).await {
-        Ok(a) => a,
-        Err(e) => {
-            if e.status.is_server_error() {
-                tracing::warn!(tenant, status = e.status.as_u16(), error = %e.message, "write failed");
-            } else {
-                tracing::debug!(tenant, status = e.status.as_u16(), error = %e.message, "write refused");
-            }
-            WriteAnswer::from(e)
-        }
-    };
+    let answer = app
+        .write(&headers, body)
+        .await
+        .unwrap_or_else(WriteAnswer::from);
+    let status = answer.status.as_u16();
+    if answer.status.is_server_error() {
+        tracing::warn!(tenant, status, error = %answer.message, "write failed");
+    } else if answer.status.is_client_error() {
+        tracing::debug!(tenant, status, error = %answer.message, "write refused");
+    }
     metrics::counter!("ringest_http_requests_total", "handler" => "receive", "code" => answer.status.as_u16().to_string(), "tenant" => tenant)
         .increment(1);
     metrics::histogram!("ringest_http_request_duration_seconds", "handler" => "receive")
