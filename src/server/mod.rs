@@ -215,9 +215,19 @@ impl App {
             self.limiter.check_size(tenant, n as u64, true)?;
         }
         let mut bufs = DecodeBuffers::take();
-        remote_write::decompress_into(&compressed, &self.config.limits, &mut bufs.raw)?;
+        // Malformed requests give their buffers back too, so a flood of them allocates nothing.
+        if let Err(e) =
+            remote_write::decompress_into(&compressed, &self.config.limits, &mut bufs.raw)
+        {
+            bufs.give_back();
+            return Err(e.into());
+        }
         let mut req = std::mem::take(&mut bufs.req).recycle();
-        remote_write::decode_into(protocol, &bufs.raw, &mut req)?;
+        if let Err(e) = remote_write::decode_into(protocol, &bufs.raw, &mut req) {
+            bufs.req = req.recycle();
+            bufs.give_back();
+            return Err(e.into());
+        }
         let valid_samples = req.num_samples();
         // Request limits count every series and sample sent, valid or not (Thanos counts the
         // decoded request before validating it).
