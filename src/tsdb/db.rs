@@ -1456,6 +1456,22 @@ mod tests {
         db.append(&r, &refs).await
     }
 
+    /// Asserts that a sample at `t` is refused as out of bounds (below the last cut).
+    async fn assert_out_of_bounds(db: &Db, t: i64) {
+        let late = write(
+            db,
+            &[(
+                vec![("__name__", "up"), ("instance", "host-1")],
+                vec![(t, 1.0)],
+            )],
+        )
+        .await;
+        assert!(
+            matches!(&late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1),
+            "a sample at {t}: {late:?}"
+        );
+    }
+
     fn all(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
         db.select(i64::MIN, i64::MAX, &[])
             .unwrap()
@@ -1731,17 +1747,7 @@ mod tests {
             vec![base + RANGE, base + 2 * RANGE]
         );
         // Appends below the last cut are out of bounds now.
-        let late = write(
-            &db,
-            &[(
-                vec![("__name__", "up"), ("instance", "host-1")],
-                vec![(base + 2 * RANGE - 1, 1.0)],
-            )],
-        )
-        .await;
-        assert!(
-            matches!(late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1)
-        );
+        assert_out_of_bounds(&db, base + 2 * RANGE - 1).await;
 
         let (blocks_got, _) = dump_blocks(&path);
         let head = head_samples(&db);
@@ -1782,17 +1788,7 @@ mod tests {
         let db = Db::open(&path, opts).unwrap();
         assert_eq!(head_samples(&db), head);
         assert_eq!(db.head().num_series(), SERIES / 2);
-        let late = write(
-            &db,
-            &[(
-                vec![("__name__", "up"), ("instance", "host-1")],
-                vec![(base + 2 * RANGE - 1, 1.0)],
-            )],
-        )
-        .await;
-        assert!(
-            matches!(late, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1)
-        );
+        assert_out_of_bounds(&db, base + 2 * RANGE - 1).await;
         db.close().unwrap();
     }
 
@@ -1973,8 +1969,7 @@ mod tests {
 
         let db = Db::open(&path, small_opts()).unwrap();
         assert_eq!(db.head().num_series(), 0);
-        let r = write(&db, &[(vec![("__name__", "up")], vec![(last, 1.0)])]).await;
-        assert!(matches!(r, Err(AppendError::Conflict { stats, .. }) if stats.out_of_bounds == 1));
+        assert_out_of_bounds(&db, last).await;
         write(&db, &[(vec![("__name__", "up")], vec![(last + 1, 1.0)])])
             .await
             .unwrap();
