@@ -43,12 +43,7 @@ impl AllInOne {
         grpc: String,
         extra: &[String],
     ) -> AllInOne {
-        let mut args = vec![
-            "all-in-one".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
-        ];
+        let mut args = server_args("all-in-one", &rw, &http, &grpc);
         args.extend(extra.iter().cloned());
         let mut proc = Proc::spawn_in(name, ringest_bin(), &args, &dir.join("logs"), cwd);
         wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
@@ -525,12 +520,7 @@ fn all_in_one_refuses_to_start_when_misconfigured() {
     )
     .unwrap();
     let run = |rw: &str, extra: &[String]| {
-        let mut args = vec![
-            "all-in-one".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={}", free_addr()),
-            format!("--grpc-address={grpc}"),
-        ];
+        let mut args = server_args("all-in-one", rw, &free_addr(), &grpc);
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run_to_exit(

@@ -41,13 +41,8 @@ impl Ringest {
     fn start(dir: &Path, extra: &[&str]) -> Ringest {
         let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
         let data = dir.join("ringest-data");
-        let mut args = vec![
-            "all-in-one".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
-            format!("--tsdb.path={}", data.display()),
-        ];
+        let mut args = server_args("all-in-one", &rw, &http, &grpc);
+        args.push(format!("--tsdb.path={}", data.display()));
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut proc = Proc::spawn("ringest", ringest_bin(), &args, &dir.join("logs"));
         wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
@@ -318,19 +313,6 @@ fn check_meta(b: &Block, labels: &[(&str, &str)]) {
     for f in ["index", "chunks/000001"] {
         assert!(actual.contains_key(f), "{what}: block has no {f}");
     }
-}
-
-/// Runs promtool with `args` (bounded to 120 s), asserting success; returns its stdout.
-fn promtool(args: &[&str]) -> String {
-    let out = run_to_exit(promtool_bin(), args, b"", None, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "promtool {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    out.stdout
 }
 
 /// `promtool tsdb list <dir>` names every block, and `promtool tsdb analyze <dir> <ULID>` succeeds
@@ -711,6 +693,24 @@ impl Synth {
     }
 }
 
+/// The write request of round `r`: samples `r..r + per_request` of every series (time order).
+fn round_request(data: &[Synth], r: usize, per_request: usize) -> WriteRequest {
+    WriteRequest {
+        timeseries: data
+            .iter()
+            .map(|s| {
+                let i = s.i.to_string();
+                let hi = (r + per_request).min(s.samples.len());
+                series(
+                    &[("__name__", s.name), ("job", "synth"), ("i", &i)],
+                    &s.samples[r.min(hi)..hi],
+                )
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// 50 series with a sample every 15 s (a few with ±2 ms jitter) from `start` to `end`: integer
 /// counters, quarter-step gauges, decimal gauges (full mantissas), constants, large values,
 /// negative halves, one Go NaN and one +Inf; every chunk stays under 1005 bytes.
@@ -850,20 +850,7 @@ fn xor_chunks_equal_promtool_create_blocks() {
     let per_request = 40;
     let rounds = data.iter().map(|s| s.samples.len()).max().unwrap();
     for r in (0..rounds).step_by(per_request) {
-        let req = WriteRequest {
-            timeseries: data
-                .iter()
-                .map(|s| {
-                    let i = s.i.to_string();
-                    let hi = (r + per_request).min(s.samples.len());
-                    series(
-                        &[("__name__", s.name), ("job", "synth"), ("i", &i)],
-                        &s.samples[r.min(hi)..hi],
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let req = round_request(&data, r, per_request);
         let resp = remote_write(&rg.rw, None, &req);
         assert!(
             resp.is_2xx(),
@@ -1123,20 +1110,7 @@ fn xor_chunks_of_a_late_started_range_equal_prometheus_servers() {
     let per_request = 40;
     let rounds = data.iter().map(|s| s.samples.len()).max().unwrap();
     for r in (0..rounds).step_by(per_request) {
-        let req = WriteRequest {
-            timeseries: data
-                .iter()
-                .map(|s| {
-                    let i = s.i.to_string();
-                    let hi = (r + per_request).min(s.samples.len());
-                    series(
-                        &[("__name__", s.name), ("job", "synth"), ("i", &i)],
-                        &s.samples[r.min(hi)..hi],
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let req = round_request(&data, r, per_request);
         let resp = remote_write(&rg.rw, None, &req);
         assert!(resp.is_2xx(), "ringest: {} {}", resp.status, resp.text());
         let resp = post_raw(

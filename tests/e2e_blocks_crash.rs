@@ -65,14 +65,11 @@ impl Aio {
     fn start(dir: &Path, failpoint: Option<&str>) -> Aio {
         let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
         let data = dir.join("data");
-        let args = vec![
-            "all-in-one".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
+        let mut args = server_args("all-in-one", &rw, &http, &grpc);
+        args.extend([
             format!("--tsdb.path={}", data.display()),
             format!("--tsdb.block-duration={BLOCK_DURATION}"),
-        ];
+        ]);
         let logs = dir.join("logs");
         let proc = Aio::spawn(&args, &logs, 1, failpoint);
         let mut aio = Aio {

@@ -2030,13 +2030,8 @@ fn start_all_in_one(
 ) -> (Proc, Target, std::path::PathBuf) {
     let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
     let data = dir.join(format!("{name}-data"));
-    let mut args = vec![
-        "all-in-one".to_string(),
-        format!("--remote-write.address={rw}"),
-        format!("--http-address={http}"),
-        format!("--grpc-address={grpc}"),
-        format!("--tsdb.path={}", data.display()),
-    ];
+    let mut args = server_args("all-in-one", &rw, &http, &grpc);
+    args.push(format!("--tsdb.path={}", data.display()));
     args.extend(extra.iter().cloned());
     let mut proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
     wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));

@@ -18,7 +18,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -50,15 +49,12 @@ impl Aio {
         let data = dir.join("data");
         let config = dir.join("objstore.yml");
         std::fs::write(&config, config_yaml).unwrap();
-        let args = vec![
-            "all-in-one".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
+        let mut args = server_args("all-in-one", &rw, &http, &grpc);
+        args.extend([
             format!("--tsdb.path={}", data.display()),
             format!("--objstore.config-file={}", config.display()),
             "--tsdb.block-duration=1m".to_string(),
-        ];
+        ]);
         let mut proc = Proc::spawn("ringest", ringest_bin(), &args, &dir.join("logs"));
         wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
         Aio {
@@ -224,22 +220,6 @@ fn expected_keys(
         }
     }
     out
-}
-
-fn promtool(args: &[&str]) -> String {
-    let out = Command::new(promtool_bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("promtool not runnable ({e}): run scripts/install-test-deps.sh")
-        });
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Downloads every key under the prefix into `dir` (`<ULID>/...`), with an empty `wal/` beside.

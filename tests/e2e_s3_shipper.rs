@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use common::{promtool_bin, test_dir, Moto};
+use common::{promtool, test_dir, Moto};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use ringest::objstore::{parse_bucket_config, Bucket};
@@ -78,22 +77,6 @@ fn make_block(dir: &Path, mint: i64, n: usize) -> (Ulid, usize) {
     };
     let ulid = write_block(dir, mint, mint + RANGE, series, Some(&th)).unwrap();
     (ulid, n * 120)
-}
-
-fn promtool(args: &[&str]) -> String {
-    let out = Command::new(promtool_bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("promtool not runnable ({e}): run scripts/install-test-deps.sh")
-        });
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every object key under the bucket's prefix, relative to it.

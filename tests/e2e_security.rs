@@ -60,15 +60,12 @@ fn names(read: &std::collections::BTreeMap<Labels, Samples>) -> Vec<String> {
 
 fn start(dir: &Path, tokens: &Path) -> (Proc, String, String) {
     let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
-    let args = vec![
-        "all-in-one".to_string(),
-        format!("--remote-write.address={rw}"),
-        format!("--http-address={http}"),
-        format!("--grpc-address={grpc}"),
+    let mut args = server_args("all-in-one", &rw, &http, &grpc);
+    args.extend([
         format!("--tsdb.path={}", dir.join("data").display()),
         format!("--receive.tenant-tokens-file={}", tokens.display()),
         "--receive.tenant-tokens-file-refresh-interval=200ms".to_string(),
-    ];
+    ]);
     let mut proc = Proc::spawn("aio", ringest_bin(), &args, &dir.join("logs"));
     wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
     (proc, rw, http)

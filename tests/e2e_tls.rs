@@ -163,13 +163,8 @@ fn one_series(name: &str, t: i64) -> WriteRequest {
 
 fn start(dir: &Path, tls: &[String]) -> (Proc, String, String) {
     let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
-    let mut args = vec![
-        "all-in-one".to_string(),
-        format!("--remote-write.address={rw}"),
-        format!("--http-address={http}"),
-        format!("--grpc-address={grpc}"),
-        format!("--tsdb.path={}", dir.join("data").display()),
-    ];
+    let mut args = server_args("all-in-one", &rw, &http, &grpc);
+    args.push(format!("--tsdb.path={}", dir.join("data").display()));
     args.extend(tls.iter().cloned());
     let mut proc = Proc::spawn("aio", ringest_bin(), &args, &dir.join("logs"));
     wait_http_ok(&http, "/-/ready", Duration::from_secs(60), Some(&mut proc));
@@ -314,14 +309,11 @@ fn start_https_ingestor(dir: &Path, pki: &Pki, web_yaml: &str) -> (Proc, String,
     let web = dir.join("web.yml");
     std::fs::write(&web, web_yaml).unwrap();
     let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
-    let args = vec![
-        "ingest".to_string(),
-        format!("--remote-write.address={rw}"),
-        format!("--http-address={http}"),
-        format!("--grpc-address={grpc}"),
+    let mut args = server_args("ingest", &rw, &http, &grpc);
+    args.extend([
         format!("--tsdb.path={}", dir.join("data").display()),
         format!("--http.config={}", web.display()),
-    ];
+    ]);
     let mut proc = Proc::spawn("ing-https", ringest_bin(), &args, &dir.join("logs"));
     let mut last = String::new();
     let ready = poll(Duration::from_secs(60), Duration::from_millis(100), || {

@@ -97,6 +97,19 @@ pub fn promtool_bin() -> String {
     std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into())
 }
 
+/// Runs promtool with `args` (bounded to 120 s), asserting success; returns its stdout.
+pub fn promtool(args: &[&str]) -> String {
+    let out = run_to_exit(promtool_bin(), args, b"", None, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+}
+
 /// Polls `f` every `every` until it returns `Some` or `timeout` passed.
 pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -342,6 +355,17 @@ impl Response {
     }
 }
 
+/// A TCP connection to `addr` (first resolved address) within `timeout`, Nagle off.
+fn connect(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
+    let sock: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("no address"))?;
+    let stream = TcpStream::connect_timeout(&sock, timeout)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Sends one request to `addr` (`host:port`) and reads the whole response, within `timeout`.
 pub fn http_request(
     method: &str,
@@ -352,12 +376,7 @@ pub fn http_request(
     timeout: Duration,
 ) -> io::Result<Response> {
     let deadline = Instant::now() + timeout;
-    let sock: SocketAddr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("no address"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, timeout)?;
-    stream.set_nodelay(true)?;
+    let mut stream = connect(addr, timeout)?;
     let left = |d: Instant| {
         d.saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1))
@@ -1120,6 +1139,16 @@ pub fn remote_write(addr: &str, tenant: Option<&str>, req: &WriteRequest) -> Res
 // Ringest processes
 // ---------------------------------------------------------------------------------------------
 
+/// The arguments every Ringest server subcommand starts with: `cmd` and its three listeners.
+pub fn server_args(cmd: &str, rw: &str, http: &str, grpc: &str) -> Vec<String> {
+    vec![
+        cmd.to_string(),
+        format!("--remote-write.address={rw}"),
+        format!("--http-address={http}"),
+        format!("--grpc-address={grpc}"),
+    ]
+}
+
 /// A `ringest ingest` process and its addresses.
 pub struct Ingestor {
     pub proc: Proc,
@@ -1135,13 +1164,8 @@ impl Ingestor {
         let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
         let data = dir.join(name);
         fs::create_dir_all(&data).unwrap();
-        let mut args = vec![
-            "ingest".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
-            format!("--tsdb.path={}", data.display()),
-        ];
+        let mut args = server_args("ingest", &rw, &http, &grpc);
+        args.push(format!("--tsdb.path={}", data.display()));
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let proc = Proc::spawn(name, ringest_bin(), &args, &dir.join("logs"));
         let mut ing = Ingestor {
@@ -1204,15 +1228,12 @@ impl Router {
         let hashrings = dir.join(format!("{name}-hashrings.json"));
         let ring = serde_json::json!([{ "hashring": "default", "endpoints": endpoints }]);
         fs::write(&hashrings, serde_json::to_string_pretty(&ring).unwrap()).unwrap();
-        let mut args = vec![
-            "router".to_string(),
-            format!("--remote-write.address={rw}"),
-            format!("--http-address={http}"),
-            format!("--grpc-address={grpc}"),
+        let mut args = server_args("router", &rw, &http, &grpc);
+        args.extend([
             format!("--receive.hashrings-file={}", hashrings.display()),
             "--receive.hashrings-algorithm=ketama".to_string(),
             format!("--receive.replication-factor={rf}"),
-        ];
+        ]);
         if !extra_args
             .iter()
             .any(|a| a.starts_with("--receive-forward-timeout"))
@@ -2209,12 +2230,7 @@ pub fn dir_size(dir: &Path) -> u64 {
 /// A write error is ignored when an answer arrives anyway (a server may refuse before reading all).
 pub fn http_raw(addr: &str, request: &[u8], timeout: Duration) -> io::Result<Response> {
     let deadline = Instant::now() + timeout;
-    let sock: SocketAddr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("no address"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, timeout)?;
-    stream.set_nodelay(true)?;
+    let mut stream = connect(addr, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
     let write_result = stream.write_all(request).and_then(|_| stream.flush());
     let mut raw = Vec::new();
