@@ -372,7 +372,7 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
     } else if answer.status.is_client_error() {
         tracing::debug!(tenant, status, error = %answer.message, "write refused");
     }
-    metrics::counter!("ringest_http_requests_total", "handler" => "receive", "code" => answer.status.as_u16().to_string(), "tenant" => tenant)
+    metrics::counter!("ringest_http_requests_total", "handler" => "receive", "code" => status.to_string(), "tenant" => tenant)
         .increment(1);
     metrics::histogram!("ringest_http_request_duration_seconds", "handler" => "receive")
         .record(started.elapsed().as_secs_f64());
