@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real components the end-to-end tests (tests/e2e_*.rs) drive, and nothing else:
+# Installs the real components the end-to-end tests (tests/e2e/) drive, and nothing else:
 #   - Prometheus 2.42 and promtool (Debian package `prometheus`; the tests' oracles),
 #   - an external `kill` binary (procps; the harness sends SIGTERM with it),
 #   - moto's S3-protocol server (`moto_server`, PyPI `moto[server]`, pinned) in a Python venv at
 #     ${RINGEST_VENV:-$HOME/.cache/ringest/venv}, for the block shipper's S3 test
-#     (tests/e2e_s3_shipper.rs finds it there, or at $MOTO_SERVER_BIN).
+#     (testkit/src/s3.rs finds it there, or at $MOTO_SERVER_BIN).
 # Idempotent: installs only what is missing, and is quiet when everything is there.
-# The harness honours $PROMETHEUS_BIN and $PROMTOOL_BIN to use other binaries instead.
+# The test kit (testkit/) honours $PROMETHEUS_BIN and $PROMTOOL_BIN to use other binaries instead.
 set -euo pipefail
 
 prometheus_bin="${PROMETHEUS_BIN:-prometheus}"

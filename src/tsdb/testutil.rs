@@ -1,43 +1,18 @@
-//! Test helpers shared by the TSDB tests: running promtool and parsing `promtool tsdb dump`.
+//! Test helpers shared by the TSDB tests: running promtool and parsing `promtool tsdb dump`
+//! (both through the `testkit` crate the end-to-end tests use), and building decoded requests.
 
 use crate::remote_write::{Label, Sample, Series, WriteRequest};
 use crate::tsdb::labels::Labels;
 use std::collections::HashMap;
-use std::process::Command;
 
-/// Runs `promtool args…`, panics (pointing at the install script) unless it succeeds; stdout.
-pub(crate) fn promtool(args: &[&str]) -> String {
-    let out = Command::new("promtool").args(args).output().unwrap_or_else(|e| {
-        panic!("promtool not runnable ({e}): install Prometheus 2.42 with scripts/install-test-deps.sh")
-    });
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Go `strconv.Quote` for printable UTF-8 (what our test labels contain).
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut q = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => q.push_str("\\\""),
-            '\\' => q.push_str("\\\\"),
-            c => q.push(c),
-        }
-    }
-    q.push('"');
-    q
-}
+/// Runs `promtool args…` (bounded in time), panics unless it succeeds; stdout.
+pub(crate) use testkit::promtool::promtool;
 
 /// Labels as `promtool tsdb dump` prints them: `{a="x", b="y"}`.
 pub(crate) fn go_labels(ls: &Labels) -> String {
     let parts: Vec<String> = ls
         .iter()
-        .map(|(n, v)| format!("{n}={}", go_quote(v)))
+        .map(|(n, v)| format!("{n}={}", testkit::promtool::go_quote(v)))
         .collect();
     format!("{{{}}}", parts.join(", "))
 }
@@ -48,16 +23,11 @@ pub(crate) fn parse_dump(dump: &str) -> (HashMap<String, Vec<(i64, u64)>>, u64) 
     let mut got: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
     let mut lines = 0u64;
     for line in dump.lines() {
-        let mut it = line.rsplitn(3, ' ');
-        let (ts, val, ls) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-        let v: f64 = match val {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|e| panic!("bad value {v:?}: {e}")),
-        };
-        got.entry(ls.to_string())
+        let (printed, s) = testkit::promtool::parse_dump_line_printed(line)
+            .unwrap_or_else(|e| panic!("promtool line {line:?}: {e}"));
+        got.entry(printed.to_string())
             .or_default()
-            .push((ts.parse().unwrap(), v.to_bits()));
+            .push((s.ts, s.value.to_bits()));
         lines += 1;
     }
     (got, lines)

@@ -14,12 +14,11 @@
 //!
 //! The same through a router (RF 1): counts, partial writes and exact values survive forwarding.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::support::{encode_write_exact, ringest_bin, SeriesSpec};
 use ringest::remote_write::{Label, Sample, V2Encoder};
+use testkit::prelude::*;
 
 const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 
@@ -192,7 +191,7 @@ fn remote_write_v2_and_partial_writes() {
     let t0 = std::time::Instant::now();
     let tmp = test_dir("rw-v2");
     let dir = tmp.path();
-    let ing = Ingestor::start("ingest", dir, &[]);
+    let ing = Ingestor::start(&ringest_bin(), "ingest", dir, &[]);
     let ts = now_ms() - 30_000;
 
     // The hand encoder agrees with Ringest's (same bytes for the same valid request).
@@ -415,8 +414,8 @@ fn remote_write_v2_and_partial_writes() {
 fn remote_write_v2_through_a_router() {
     let tmp = test_dir("rw-v2-router");
     let dir = tmp.path();
-    let ing = Ingestor::start("ingest", dir, &[]);
-    let router = Router::start("router", dir, &[&ing.grpc], 1, &[]);
+    let ing = Ingestor::start(&ringest_bin(), "ingest", dir, &[]);
+    let router = Router::start(&ringest_bin(), "router", dir, &[&ing.grpc], 1, &[]);
     let ts = now_ms() - 30_000;
 
     let valid = [

@@ -11,15 +11,14 @@
 //!   process's RSS bounded, while existing series keep being written; a router in front of the
 //!   ingestor answers the same 429.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::WriteRequest;
+use testkit::prelude::*;
 
 /// `n` series `name{i="0".."n"}`, `samples` samples each ending at `ts`.
 fn request(name: &str, n: usize, samples: usize, ts: i64) -> WriteRequest {
@@ -120,6 +119,7 @@ fn request_limits_answer_413_and_follow_the_file() {
     let file = dir.path().join("limits.yaml");
     fs::write(&file, LIMITS_V1).unwrap();
     let ing = Ingestor::start(
+        &ringest_bin(),
         "ingest",
         dir.path(),
         &[
@@ -373,6 +373,7 @@ fn max_concurrency_queues_then_answers_429() {
     let v1 = "write:\n  global:\n    max_concurrency: 1\n    max_concurrency_wait: 300ms\n";
     fs::write(&file, v1).unwrap();
     let ing = Ingestor::start(
+        &ringest_bin(),
         "ingest",
         dir.path(),
         &[
@@ -430,6 +431,7 @@ fn max_concurrency_queues_then_answers_429() {
 fn samples_per_second_answers_429_with_retry_after() {
     let dir = test_dir("limits-rate");
     let ing = Ingestor::start(
+        &ringest_bin(),
         "ingest",
         dir.path(),
         &["--receive.limits-config=write: {tenants: {slow: {samples_per_second: 100}}}"],
@@ -503,6 +505,7 @@ fn flood_request(k: usize, ts: i64) -> WriteRequest {
 fn head_series_limit_holds_under_a_flood_with_bounded_memory() {
     let dir = test_dir("limits-flood");
     let ing = Ingestor::start(
+        &ringest_bin(),
         "ingest",
         dir.path(),
         &[&format!(
@@ -601,11 +604,12 @@ fn router_answers_429_for_an_ingestor_head_series_limit() {
     let file = dir.path().join("limits.yaml");
     fs::write(&file, "write:\n  default:\n    head_series_limit: 5\n").unwrap();
     let ing = Ingestor::start(
+        &ringest_bin(),
         "ingest",
         dir.path(),
         &[&format!("--receive.limits-config-file={}", file.display())],
     );
-    let router = Router::start("router", dir.path(), &[&ing.grpc], 1, &[]);
+    let router = Router::start(&ringest_bin(), "router", dir.path(), &[&ing.grpc], 1, &[]);
     let ts = now_ms();
     assert_2xx(
         "5 series through the router",

@@ -25,8 +25,6 @@
 //! removes them before re-uploading the block), and Ringest's block reader must not take such a
 //! stray file in `chunks/` for a segment (it now reads numbered files only, as Prometheus).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -35,7 +33,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{
+    assert_no_overlap, encode_write_exact, read_block, ringest_bin, union_no_duplicates, ReadBlock,
+    SeriesSpec,
+};
+use testkit::prelude::*;
 
 /// The block range the tests run with, and its flag.
 const RANGE_MS: i64 = 60_000;

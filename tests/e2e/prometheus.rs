@@ -6,13 +6,12 @@
 //!
 //! `tests/e2e_harness.rs` runs the same oracles with Prometheus's own receiver in Ringest's place.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::WriteRequest;
+use testkit::prelude::*;
 
 const DIRECT_TENANT: &str = "e2e-direct";
 const DIRECT_SERIES: usize = 50;
@@ -66,7 +65,7 @@ fn prometheus_remote_write_through_router_survives_ingestor_kill_and_reads_back_
     let w0 = now_ms() - 1000;
 
     // Three ingestors and a router over them (ketama, RF 3: every series on every ingestor).
-    let (mut ings, mut router) = start_cluster(dir, 3, 3, &[]);
+    let (mut ings, mut router) = start_cluster(&ringest_bin(), dir, 3, 3, &[]);
 
     // B reads through the router; A scrapes and writes through it.
     let b_addr = free_addr();

@@ -5,17 +5,16 @@
 //! no ring serves, a replica the ring cannot hold; exit code 0. A missing or invalid hashrings file
 //! is a non-zero exit naming the file.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::support::ringest_bin;
 use serde_json::{json, Value};
+use testkit::prelude::*;
 
-const RINGS: &str = include_str!("../hashring/tests/vectors/rings.json");
-const PLACEMENT: &str = include_str!("../hashring/tests/vectors/placement.jsonl");
+const RINGS: &str = include_str!("../../hashring/tests/vectors/rings.json");
+const PLACEMENT: &str = include_str!("../../hashring/tests/vectors/placement.jsonl");
 
 /// A vector ring's endpoints as they appear in a hashrings file (objects when an AZ is set).
 fn vector_endpoints(ring: &str) -> Value {

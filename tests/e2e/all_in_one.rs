@@ -12,13 +12,12 @@
 //! - a hashrings file without `--receive.local-endpoint`, or a taken port, stops it at start-up
 //!   with a message saying so.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{encode_write_exact, ringest_bin, SeriesSpec};
+use testkit::prelude::*;
 
 /// An all-in-one process started in `cwd` with only its listen addresses, plus `extra`.
 struct AllInOne {
@@ -429,7 +428,7 @@ fn all_in_one_in_a_ring_with_a_peer_rf2() {
     let t0 = Instant::now();
     let tmp = test_dir("aio-ring");
     let dir = tmp.path();
-    let mut peer = Ingestor::start("peer", dir, &[]);
+    let mut peer = Ingestor::start(&ringest_bin(), "peer", dir, &[]);
     let (rw, http, grpc) = (free_addr(), free_addr(), free_addr());
     let file = dir.join("hashrings.json");
     let ring = serde_json::json!([{ "hashring": "default", "endpoints": [grpc, peer.grpc] }]);

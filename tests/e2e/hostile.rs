@@ -2,13 +2,12 @@
 //! listener) and against a router (RF 1) in front of it: every bad request gets the documented status
 //! with a body that names the problem, and the server keeps accepting and serving valid writes.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::support::ringest_bin;
 use prost::Message;
 use proto::prompb::WriteRequest;
+use testkit::prelude::*;
 
 const MAX_BODY: usize = 1024;
 /// Series in [`oversized_body`].
@@ -307,8 +306,15 @@ fn hostile_requests_get_precise_errors_and_do_not_disturb_valid_writes() {
     let tmp = test_dir(module_path!());
     let dir = tmp.path();
     let limit = format!("--remote-write.max-body-bytes={MAX_BODY}");
-    let mut ingestor = Ingestor::start("ingest", dir, &[&limit]);
-    let mut router = Router::start("router", dir, &[&ingestor.grpc], 1, &[&limit]);
+    let mut ingestor = Ingestor::start(&ringest_bin(), "ingest", dir, &[&limit]);
+    let mut router = Router::start(
+        &ringest_bin(),
+        "router",
+        dir,
+        &[&ingestor.grpc],
+        1,
+        &[&limit],
+    );
 
     Target {
         name: "ingest",
@@ -344,7 +350,7 @@ fn hostile_requests_get_precise_errors_and_do_not_disturb_valid_writes() {
 fn partial_conflicts_through_an_rf3_router_count_what_a_quorum_stored() {
     let tmp = test_dir("hostile-rf3-conflict");
     let dir = tmp.path();
-    let (ings, router) = start_cluster(dir, 3, 3, &[]);
+    let (ings, router) = start_cluster(&ringest_bin(), dir, 3, 3, &[]);
     let t0 = now_ms() - 10_000;
     let written = |r: &Response| {
         r.header("X-Prometheus-Remote-Write-Samples-Written")

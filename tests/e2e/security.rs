@@ -7,13 +7,12 @@
 //!   removed one gets 401, a bad file keeps the tokens in force); a malformed file stops start-up
 //!   naming the line.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::WriteRequest;
+use testkit::prelude::*;
 
 fn write_as(rw: &str, headers: &[(&str, &str)], req: &WriteRequest) -> Response {
     let mut h = WRITE_HEADERS.to_vec();

@@ -9,19 +9,18 @@
 //!   Prometheus reads back over HTTPS with its client certificate, `/metrics` answers only a client
 //!   with a certificate, plain HTTP gets no answer, and bad web configs stop the start.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::WriteRequest;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use testkit::prelude::*;
 
 /// PEM files of a test PKI.
 struct Pki {
@@ -264,7 +263,7 @@ fn router_writes_to_an_ingestor_requiring_mtls_only_with_a_client_certificate() 
         format!("--grpc-server-tls-client-ca={ca}"),
     ];
     let ing_flags: Vec<&str> = ing_flags.iter().map(String::as_str).collect();
-    let ing = Ingestor::start("ing", dir.path(), &ing_flags);
+    let ing = Ingestor::start(&ringest_bin(), "ing", dir.path(), &ing_flags);
 
     let with_cert = [
         format!(
@@ -275,7 +274,14 @@ fn router_writes_to_an_ingestor_requiring_mtls_only_with_a_client_certificate() 
         format!("--remote-write.client-tls-ca={ca}"),
     ];
     let with_cert: Vec<&str> = with_cert.iter().map(String::as_str).collect();
-    let good = Router::start("router-mtls", dir.path(), &[&ing.grpc], 1, &with_cert);
+    let good = Router::start(
+        &ringest_bin(),
+        "router-mtls",
+        dir.path(),
+        &[&ing.grpc],
+        1,
+        &with_cert,
+    );
     let t = now_ms();
     let r = remote_write(&good.rw, Some("team"), &one_series("via_mtls", t));
     assert_eq!(r.status, 204, "{}", r.text());
@@ -294,7 +300,7 @@ fn router_writes_to_an_ingestor_requiring_mtls_only_with_a_client_certificate() 
         ),
         ("router-plain", vec!["--receive-forward-timeout=2s"]),
     ] {
-        let bad = Router::start(name, dir.path(), &[&ing.grpc], 1, &flags);
+        let bad = Router::start(&ringest_bin(), name, dir.path(), &[&ing.grpc], 1, &flags);
         let r = remote_write(&bad.rw, Some("team"), &one_series(name, t));
         assert!(r.status >= 500, "{name}: {} {}", r.status, r.text());
     }

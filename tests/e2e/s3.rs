@@ -14,13 +14,15 @@
 //!   (`ringest_shipper_upload_failures_total` reaches 2), and once moto is up the blocks arrive
 //!   at a later retry, nothing lost, nothing twice.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{
+    assert_no_overlap, encode_write_exact, read_block, ringest_bin, union_no_duplicates, ReadBlock,
+    SeriesSpec,
+};
+use testkit::prelude::*;
 
 const BUCKET: &str = "ringest-e2e";
 const PREFIX: &str = "e2e/blocks";

@@ -4,11 +4,9 @@
 //! (PromQL matrices, `promtool tsdb dump`, stale-marker bits through remote read) must agree. This
 //! also checks our own remote-write and remote-read clients against Prometheus's server side.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::prelude::*;
 
 #[test]
 fn harness_against_prometheus_receiver() {

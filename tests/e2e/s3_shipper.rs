@@ -6,12 +6,9 @@
 //! `promtool tsdb analyze`. Also: a second sync uploads nothing, a lost state file does not cause
 //! re-uploads, a store outage fails the sync without recording the block, and a multi-part upload.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{promtool, test_dir, Moto};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use ringest::objstore::{parse_bucket_config, Bucket};
@@ -19,6 +16,7 @@ use ringest::shipper::{self, Shipper, STATE_FILE};
 use ringest::tsdb::block::{write_block, BlockSeries, ChunkMeta, ThanosMeta, Ulid};
 use ringest::tsdb::chunkenc::XorChunk;
 use ringest::tsdb::labels::Labels as RLabels;
+use testkit::{files::test_dir, promtool::promtool, s3::Moto};
 
 const BUCKET: &str = "ringest-blocks";
 const PREFIX: &str = "tenants/team-a";

@@ -12,13 +12,12 @@
 //! 6. a ring for one tenant only: the default tenant gets 500 naming it, that tenant is routed;
 //! 7. a router started on a missing or invalid hashrings file exits non-zero and says why.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::{encode_write_exact, ringest_bin, SeriesSpec};
+use testkit::prelude::*;
 
 const RELOAD_OK: &str = "ringest_hashring_config_last_reload_successful";
 const RELOAD_TS: &str = "ringest_hashring_config_last_reload_success_timestamp_seconds";
@@ -110,10 +109,11 @@ fn router_reloads_hashrings_file_and_keeps_old_ring_on_bad_files() {
     let t0 = Instant::now();
     let tmp = test_dir("ring-reload");
     let dir = tmp.path();
-    let a = Ingestor::start("ingest-a", dir, &[]);
-    let b = Ingestor::start("ingest-b", dir, &[]);
+    let a = Ingestor::start(&ringest_bin(), "ingest-a", dir, &[]);
+    let b = Ingestor::start(&ringest_bin(), "ingest-b", dir, &[]);
     // Router::start writes a one-ring file listing A only.
     let router = Router::start(
+        &ringest_bin(),
         "router",
         dir,
         &[&a.grpc],

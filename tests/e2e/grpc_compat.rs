@@ -3,15 +3,14 @@
 //! ours), both in the classic `timeseries`/`tenant` form and the per-tenant `timeseriesTenantData`
 //! form recent Thanos routers send. Errors must carry the gRPC codes Thanos routers count.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::ringest_bin;
 use bytes::Bytes;
-use common::*;
 use prost::Message;
 use proto::storepb::{TimeSeriesTenantTuple, WriteRequest as ThanosWrite};
 use ringest::grpc::PeerClient;
+use testkit::prelude::*;
 use tonic::Code;
 
 fn client(addr: &str) -> PeerClient {
@@ -26,7 +25,8 @@ async fn send(c: &PeerClient, req: &ThanosWrite) -> Result<(), tonic::Status> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thanos_shaped_grpc_writes_are_stored_per_tenant_with_thanos_error_codes() {
     let dir = test_dir("e2e_grpc_compat");
-    let ing = tokio::task::block_in_place(|| Ingestor::start("ingest", dir.path(), &[]));
+    let ing =
+        tokio::task::block_in_place(|| Ingestor::start(&ringest_bin(), "ingest", dir.path(), &[]));
     let c = client(&ing.grpc);
     let t0 = now_ms() - 60_000;
     let stale = f64::from_bits(STALE_NAN_BITS);

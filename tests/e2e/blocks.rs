@@ -14,18 +14,17 @@
 //!   (and identical chunk files, symbol tables and series sections), and about as many bytes per
 //!   sample on disk; stale markers (in a tenant of their own) come out bit for bit.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::{MatcherType, Query, WriteRequest};
 use ringest::tsdb::chunkenc::iter_bytes;
 use ringest::tsdb::chunks::ChunkReader;
 use ringest::tsdb::index::IndexReader;
+use testkit::prelude::*;
 
 const TENANT: &str = "default-tenant";
 

@@ -8,13 +8,12 @@
 //!   router: it counts retries and no failures, and after the restart everything it scraped (the
 //!   ~10 s outage window included) reads back bit for bit, each sample on a write quorum.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::ringest_bin;
 use proto::prompb::WriteRequest;
+use testkit::prelude::*;
 
 const SERIES: usize = 20;
 
@@ -81,7 +80,8 @@ fn rss_kib(p: &Proc) -> u64 {
 fn hung_ingestor_is_backed_off_and_the_other_replicas_keep_serving() {
     let tmp = test_dir("faults-hung");
     let dir = tmp.path();
-    let (ings, mut router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=1s"]);
+    let (ings, mut router) =
+        start_cluster(&ringest_bin(), dir, 3, 3, &["--receive-forward-timeout=1s"]);
     let start = now_ms() - 60_000;
     let mut acked = BTreeMap::new();
     let warm = request(start, 0.5);
@@ -159,7 +159,8 @@ fn hung_ingestor_is_backed_off_and_the_other_replicas_keep_serving() {
 fn two_of_three_ingestors_down_answers_503_and_retries_fill_the_gap() {
     let tmp = test_dir("faults-quorum");
     let dir = tmp.path();
-    let (mut ings, router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
+    let (mut ings, router) =
+        start_cluster(&ringest_bin(), dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let start = now_ms() - 60_000;
     let mut acked = BTreeMap::new();
     let first = request(start, 1.0);
@@ -291,7 +292,7 @@ fn disk_full_answers_5xx_then_recovers_without_restart() {
     let tmp = test_dir("faults-disk-full");
     let dir = tmp.path();
     let fs = Tmpfs::mount(&dir.join("ingest-df"), "4m");
-    let mut ing = Ingestor::start("ingest-df", dir, &[]);
+    let mut ing = Ingestor::start(&ringest_bin(), "ingest-df", dir, &[]);
     let start = now_ms() - 3_600_000;
     let mut acked = BTreeMap::new();
     let mut refused = Vec::new();
@@ -387,7 +388,7 @@ fn last_segment(data: &std::path::Path) -> std::path::PathBuf {
 fn torn_wal_tail_and_corrupt_record_are_repaired_and_replicas_cover_the_loss() {
     let tmp = test_dir("faults-wal");
     let dir = tmp.path();
-    let (mut ings, router) = start_cluster(dir, 3, 3, &[]);
+    let (mut ings, router) = start_cluster(&ringest_bin(), dir, 3, 3, &[]);
     let start = now_ms() - 600_000;
     let mut acked = BTreeMap::new();
     for k in 0..100 {
@@ -525,7 +526,8 @@ fn join_writers(
 fn sigkill_a_random_ingestor_twenty_times_under_load_loses_nothing() {
     let tmp = test_dir("faults-sigkill");
     let dir = tmp.path();
-    let (mut ings, router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
+    let (mut ings, router) =
+        start_cluster(&ringest_bin(), dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let start = now_ms() - 600_000;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers = spawn_writers(&router.rw, 2, start, &stop);
@@ -567,10 +569,11 @@ fn ring_change_under_load_loses_nothing_and_flushes_no_head() {
     let tmp = test_dir("faults-ring");
     let dir = tmp.path();
     let ings: Vec<Ingestor> = (0..4)
-        .map(|i| Ingestor::start(&format!("ingest-{i}"), dir, &[]))
+        .map(|i| Ingestor::start(&ringest_bin(), &format!("ingest-{i}"), dir, &[]))
         .collect();
     let eps: Vec<&str> = ings[..3].iter().map(|i| i.grpc.as_str()).collect();
     let router = Router::start(
+        &ringest_bin(),
         "router",
         dir,
         &eps,
@@ -626,7 +629,8 @@ fn two_of_three_ingestors_down_a_real_prometheus_retries_and_fills_the_gap() {
     let tmp = test_dir("faults-quorum-prometheus");
     let dir = tmp.path();
     let w0 = now_ms() - 1000;
-    let (mut ings, mut router) = start_cluster(dir, 3, 3, &["--receive-forward-timeout=2s"]);
+    let (mut ings, mut router) =
+        start_cluster(&ringest_bin(), dir, 3, 3, &["--receive-forward-timeout=2s"]);
     let eps: Vec<String> = ings.iter().map(|i| i.grpc.clone()).collect();
     let a_addr = free_addr();
     let ing_http: Vec<String> = ings.iter().map(|i| i.http.clone()).collect();
