@@ -1,6 +1,6 @@
 //! Proves the end-to-end harness on real Prometheus 2.42 alone, without Ringest: Prometheus "R"
-//! (`--web.enable-remote-write-receiver`) stands where the Ringest router stands in
-//! `e2e_prometheus.rs`. A scraper remote-writes to R, a reader remote-reads R, and the same oracles
+//! (`--web.enable-remote-write-receiver`) stands where the Ringest router stands in the
+//! `prometheus` module. A scraper remote-writes to R, a reader remote-reads R, and the same oracles
 //! (PromQL matrices, `promtool tsdb dump`, stale-marker bits through remote read) must agree. This
 //! also checks our own remote-write and remote-read clients against Prometheus's server side.
 

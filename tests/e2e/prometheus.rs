@@ -4,7 +4,7 @@
 //! what the first one scraped, sample for sample. Stale markers are compared bit for bit through
 //! remote read against `promtool tsdb dump` of the scraper's TSDB.
 //!
-//! `tests/e2e_harness.rs` runs the same oracles with Prometheus's own receiver in Ringest's place.
+//! The `harness` module runs the same oracles with Prometheus's own receiver in Ringest's place.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! The `ringest` binary end to end with a real S3-protocol server, moto's `moto_server` (installed
-//! by `scripts/install-test-deps.sh`; see `common::moto_bin`):
+//! by `scripts/install-test-deps.sh`; see `testkit::s3::moto_bin`):
 //!
 //! - `ringest all-in-one --objstore.config-file=<S3 YAML: path style, plain HTTP, dummy keys, a
 //!   prefix> --tsdb.block-duration=1m`, written two tenants' samples over several ranges, uploads
