@@ -6,7 +6,9 @@
 //! [`objstore`] bucket, and [`query`] reads it back for Prometheus remote read. [`server`] holds
 //! the HTTP and gRPC front ends and [`run`] wires a subcommand together.
 
+pub mod blocking;
 pub mod cli;
+pub mod error;
 pub mod failpoint;
 pub mod grpc;
 pub mod ingest;
