@@ -5,8 +5,14 @@
 //! [`ingest`] appends to the tenant's [`tsdb`], which cuts blocks that [`shipper`] uploads to an
 //! [`objstore`] bucket, and [`query`] reads it back for Prometheus remote read. [`server`] holds
 //! the HTTP and gRPC front ends and [`run`] wires a subcommand together.
+//!
+//! Beside the flow: every error that can reach a client names its [`error::ErrorClass`], which
+//! [`server::status`] alone turns into an HTTP status or a gRPC code; [`blocking`] moves disk
+//! work (remote read, a tenant's first open) off the async workers.
 
+pub mod blocking;
 pub mod cli;
+pub mod error;
 pub mod failpoint;
 pub mod grpc;
 pub mod ingest;

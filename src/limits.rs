@@ -27,6 +27,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::{Classify, ErrorClass};
+
 /// How long a client refused by a head series limit is told to wait: the head only shrinks when
 /// a block is cut, so an immediate retry would be refused again.
 pub const HEAD_SERIES_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -375,8 +377,29 @@ impl LimitError {
         }
     }
 
+    /// Counts the refusal in `ringest_limits_refused_requests_total{tenant,limit}`.
+    pub fn record(&self) {
+        metrics::counter!("ringest_limits_refused_requests_total", "tenant" => self.tenant().to_string(), "limit" => self.limit_name())
+            .increment(1);
+    }
+}
+
+/// Request limits are too large (Thanos answers 413: retrying the same request cannot help);
+/// head series, concurrency and rate limits are limited (429, retry after `Retry-After`).
+impl Classify for LimitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            LimitError::BodySize { .. }
+            | LimitError::Series { .. }
+            | LimitError::Samples { .. } => ErrorClass::TooLarge,
+            LimitError::HeadSeries { .. }
+            | LimitError::Concurrency { .. }
+            | LimitError::Rate { .. } => ErrorClass::Limited,
+        }
+    }
+
     /// How long the client should wait before retrying; `None` when a retry cannot help (413).
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
             LimitError::BodySize { .. }
             | LimitError::Series { .. }
@@ -385,12 +408,6 @@ impl LimitError {
             LimitError::Concurrency { .. } => Some(CONCURRENCY_RETRY_AFTER),
             LimitError::Rate { retry_after, .. } => Some(*retry_after),
         }
-    }
-
-    /// Counts the refusal in `ringest_limits_refused_requests_total{tenant,limit}`.
-    pub fn record(&self) {
-        metrics::counter!("ringest_limits_refused_requests_total", "tenant" => self.tenant().to_string(), "limit" => self.limit_name())
-            .increment(1);
     }
 }
 

@@ -170,265 +170,414 @@ async fn serve_async(
     mode: &'static str,
 ) -> Result<(), RunError> {
     let metrics = install_metrics()?;
-    let limits = Limits {
-        max_compressed_bytes: server.max_body_bytes,
-        max_decompressed_bytes: server.max_decompressed_bytes,
-    };
+    let checked = validate(&server, routing.as_ref(), storage.as_ref())?;
+    let node = Node::build(server, routing, storage, mode, metrics, checked)?;
+    let mut running = node.listen().await?;
+    let outcome = running.wait().await;
+    running.shut_down(outcome).await
+}
 
-    let limiter = match (&server.limits_config_file, &server.limits_config) {
-        (Some(file), _) => {
-            let (cfg, text) = crate::limits::load_file(file)?;
-            let limiter = Arc::new(Limiter::new(cfg));
-            if server.limits_reload_interval.is_zero() {
-                return Err("--receive.limits-config-reload-timer must be above 0".into());
-            }
-            limiter.watch(file.clone(), text, server.limits_reload_interval);
-            tracing::info!(path = %file.display(), "limits config loaded");
-            limiter
-        }
-        (None, Some(yaml)) => Arc::new(Limiter::new(crate::limits::parse(yaml, None)?)),
-        (None, None) => Arc::new(Limiter::default()),
-    };
+/// Flags checked before anything is loaded, opened or bound.
+struct Checked {
+    tenant_header: HeaderName,
+    replica_header: HeaderName,
+    limits: Limits,
+}
 
-    let ring = match routing
-        .as_ref()
-        .and_then(|r| r.hashrings_file.clone().map(|f| (r, f)))
-    {
-        Some((r, file)) => {
+/// Checks the flags that need no file or socket: a bad combination fails before anything starts.
+fn validate(
+    server: &ServerArgs,
+    routing: Option<&RoutingArgs>,
+    storage: Option<&StorageArgs>,
+) -> Result<Checked, RunError> {
+    if server.limits_config_file.is_some() && server.limits_reload_interval.is_zero() {
+        return Err("--receive.limits-config-reload-timer must be above 0".into());
+    }
+    match routing.filter(|r| r.hashrings_file.is_some()) {
+        Some(r) => {
             if r.replication_factor == 0 {
                 return Err("--receive.replication-factor must be at least 1".into());
             }
             if storage.is_some() && r.local_endpoint.is_none() {
                 return Err("all-in-one with --receive.hashrings-file needs --receive.local-endpoint naming this node's endpoint in that file".into());
             }
-            let handle = ring::watch(file, r.algorithm, r.replication_factor, r.hashrings_refresh)?;
-            Some((r, handle))
         }
-        None => None,
+        None if storage.is_none() => return Err("router needs --receive.hashrings-file".into()),
+        None => {}
+    }
+    if server.tenant_tokens_file.is_some() && server.tenant_tokens_refresh.is_zero() {
+        return Err("--receive.tenant-tokens-file-refresh-interval must be above 0".into());
+    }
+    let checked = Checked {
+        tenant_header: HeaderName::try_from(server.tenant_header.as_str())
+            .map_err(|e| format!("bad --receive.tenant-header: {e}"))?,
+        replica_header: HeaderName::try_from(server.replica_header.as_str())
+            .map_err(|e| format!("bad --receive.replica-header: {e}"))?,
+        limits: Limits {
+            max_compressed_bytes: server.max_body_bytes,
+            max_decompressed_bytes: server.max_decompressed_bytes,
+        },
     };
+    crate::tenancy::validate(&server.default_tenant_id)?;
+    Ok(checked)
+}
 
-    let ingestor = storage.as_ref().map(|s| {
-        let opts = DbOptions {
-            block_range_ms: s.block_duration.as_millis() as i64,
-            too_far_in_future_ms: s.too_far_in_future.as_millis() as i64,
-            wal_compression: s.wal_compression,
-            ..DbOptions::default()
-        };
-        let labels = tenant_labels(
-            s.labels.clone(),
-            server.tenant_label_name.clone(),
-            ring.as_ref().map(|(_, h)| h.clone()),
-        );
-        Arc::new(Ingestor::new(s.tsdb_path.clone(), opts, labels).with_limits(limiter.clone()))
-    });
-    let bucket = match &storage {
-        Some(s) => open_bucket(s, mode)?,
-        None => None,
-    };
+/// A process's parts, built from its flags and config files but not yet serving.
+struct Node {
+    server: ServerArgs,
+    storage: Option<StorageArgs>,
+    mode: &'static str,
+    app: Arc<App>,
+    ingestor: Option<Arc<Ingestor>>,
+    bucket: Option<crate::objstore::Bucket>,
+    rw_tls: Option<Arc<rustls::ServerConfig>>,
+    http_tls: Option<Arc<rustls::ServerConfig>>,
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+}
 
-    let router = match ring {
-        Some((r, handle)) => Some(Arc::new(
-            Router::new(
-                handle,
-                r.replication_factor,
-                r.forward_timeout,
-                limits.max_decompressed_bytes,
-                r.forward_max_backoff,
-                r.local_endpoint.clone(),
-                ingestor.clone(),
-            )
-            .with_client_tls(crate::tls::grpc_client_config(
-                &crate::tls::ClientTlsFlags {
-                    secure: r.client_tls_secure,
-                    cert: r.client_tls_cert.as_deref(),
-                    key: r.client_tls_key.as_deref(),
-                    ca: r.client_tls_ca.as_deref(),
-                    server_name: r.client_server_name.as_deref(),
-                },
-            )?),
-        )),
-        None if ingestor.is_none() => {
-            return Err("router needs --receive.hashrings-file".into());
-        }
-        None => None,
-    };
-
-    let rw_tls = crate::tls::server_config_from_flags(
-        "remote-write.server",
-        server.rw_tls_cert.as_deref(),
-        server.rw_tls_key.as_deref(),
-        server.rw_tls_client_ca.as_deref(),
-    )?;
-
-    let http_tls = match &server.http_config {
-        Some(path) => crate::tls::http_config(path)?,
-        None => None,
-    };
-
-    let grpc_tls = crate::tls::grpc_server_config(
-        server.grpc_tls_cert.as_deref(),
-        server.grpc_tls_key.as_deref(),
-        server.grpc_tls_client_ca.as_deref(),
-    )?;
-
-    let tokens = match &server.tenant_tokens_file {
-        Some(file) => {
-            if server.tenant_tokens_refresh.is_zero() {
-                return Err("--receive.tenant-tokens-file-refresh-interval must be above 0".into());
+impl Node {
+    /// Loads the config files and builds limits, ring, storage, router and TLS (file watchers
+    /// start here too).
+    fn build(
+        server: ServerArgs,
+        routing: Option<RoutingArgs>,
+        storage: Option<StorageArgs>,
+        mode: &'static str,
+        metrics: PrometheusHandle,
+        checked: Checked,
+    ) -> Result<Self, RunError> {
+        let limits = checked.limits;
+        let limiter = match (&server.limits_config_file, &server.limits_config) {
+            (Some(file), _) => {
+                let (cfg, text) = crate::limits::load_file(file)?;
+                let limiter = Arc::new(Limiter::new(cfg));
+                limiter.watch(file.clone(), text, server.limits_reload_interval);
+                tracing::info!(path = %file.display(), "limits config loaded");
+                limiter
             }
-            Some(crate::tenancy::TokenStore::watch(
+            (None, Some(yaml)) => Arc::new(Limiter::new(crate::limits::parse(yaml, None)?)),
+            (None, None) => Arc::new(Limiter::default()),
+        };
+
+        let ring = match routing
+            .as_ref()
+            .and_then(|r| r.hashrings_file.clone().map(|f| (r, f)))
+        {
+            Some((r, file)) => {
+                let handle =
+                    ring::watch(file, r.algorithm, r.replication_factor, r.hashrings_refresh)?;
+                Some((r, handle))
+            }
+            None => None,
+        };
+
+        let ingestor = storage.as_ref().map(|s| {
+            let opts = DbOptions {
+                block_range_ms: s.block_duration.as_millis() as i64,
+                too_far_in_future_ms: s.too_far_in_future.as_millis() as i64,
+                wal_compression: s.wal_compression,
+                ..DbOptions::default()
+            };
+            let labels = tenant_labels(
+                s.labels.clone(),
+                server.tenant_label_name.clone(),
+                ring.as_ref().map(|(_, h)| h.clone()),
+            );
+            Arc::new(Ingestor::new(s.tsdb_path.clone(), opts, labels).with_limits(limiter.clone()))
+        });
+        let bucket = match &storage {
+            Some(s) => open_bucket(s, mode)?,
+            None => None,
+        };
+
+        // `validate` made sure a process without a ring has storage.
+        let router = match ring {
+            Some((r, handle)) => Some(Arc::new(
+                Router::new(
+                    handle,
+                    r.replication_factor,
+                    r.forward_timeout,
+                    limits.max_decompressed_bytes,
+                    r.forward_max_backoff,
+                    r.local_endpoint.clone(),
+                    ingestor.clone(),
+                )
+                .with_client_tls(crate::tls::grpc_client_config(
+                    &crate::tls::ClientTlsFlags {
+                        secure: r.client_tls_secure,
+                        cert: r.client_tls_cert.as_deref(),
+                        key: r.client_tls_key.as_deref(),
+                        ca: r.client_tls_ca.as_deref(),
+                        server_name: r.client_server_name.as_deref(),
+                    },
+                )?),
+            )),
+            None => None,
+        };
+
+        let rw_tls = crate::tls::server_config_from_flags(
+            "remote-write.server",
+            server.rw_tls_cert.as_deref(),
+            server.rw_tls_key.as_deref(),
+            server.rw_tls_client_ca.as_deref(),
+        )?;
+        let http_tls = match &server.http_config {
+            Some(path) => crate::tls::http_config(path)?,
+            None => None,
+        };
+        let grpc_tls = crate::tls::grpc_server_config(
+            server.grpc_tls_cert.as_deref(),
+            server.grpc_tls_key.as_deref(),
+            server.grpc_tls_client_ca.as_deref(),
+        )?;
+
+        let tokens = match &server.tenant_tokens_file {
+            Some(file) => Some(crate::tenancy::TokenStore::watch(
                 file.clone(),
                 server.tenant_tokens_refresh,
-            )?)
-        }
-        None => None,
-    };
+            )?),
+            None => None,
+        };
 
-    let app = Arc::new(App {
-        config: AppConfig {
-            tenant_header: HeaderName::try_from(server.tenant_header.as_str())
-                .map_err(|e| format!("bad --receive.tenant-header: {e}"))?,
-            default_tenant: server.default_tenant_id.clone(),
-            replica_header: HeaderName::try_from(server.replica_header.as_str())
-                .map_err(|e| format!("bad --receive.replica-header: {e}"))?,
-            limits,
-        },
-        router,
-        ingestor: ingestor.clone(),
-        metrics,
-        limiter,
-        tokens,
-    });
-    crate::tenancy::validate(&server.default_tenant_id)?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let rw_listener = bind("remote write", server.remote_write_address).await?;
-    let http_listener = bind("HTTP", server.http_address).await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    let routes = server::remote_write_routes(app.clone());
-    spawn_http(&mut tasks, rw_listener, rw_tls, routes, stop_rx.clone())?;
-    let routes = server::http_routes(app.clone());
-    spawn_http(&mut tasks, http_listener, http_tls, routes, stop_rx.clone())?;
-
-    if let Some(ingestor) = &ingestor {
-        let grpc_listener = bind("gRPC", server.grpc_address).await?;
-        let handler: Arc<dyn crate::grpc::GrpcHandler> = Arc::new(IngestGrpc {
+        let app = Arc::new(App {
+            config: AppConfig {
+                tenant_header: checked.tenant_header,
+                default_tenant: server.default_tenant_id.clone(),
+                replica_header: checked.replica_header,
+                limits,
+            },
+            router,
             ingestor: ingestor.clone(),
+            metrics,
+            limiter,
+            tokens,
         });
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = grpc_tls.clone() {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|e| format!("gRPC TLS: {e}"))?;
-        }
-        let grpc = builder
-            .tcp_nodelay(true)
-            .add_service(WriteableStoreServer::new(
-                handler.clone(),
-                limits.max_decompressed_bytes,
-            ))
-            .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes));
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let rx = stop_rx.clone();
-        tasks.spawn(async move {
-            grpc.serve_with_incoming_shutdown(incoming, stopped(rx))
-                .await
-                .map_err(std::io::Error::other)
-        });
+        Ok(Self {
+            server,
+            storage,
+            mode,
+            app,
+            ingestor,
+            bucket,
+            rw_tls,
+            http_tls,
+            grpc_tls,
+        })
+    }
 
-        let s = storage.as_ref().expect("an ingestor has storage flags");
-        let shipper_wake = bucket.as_ref().map(|b| {
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let ing = ingestor.clone();
-            tokio::spawn(crate::shipper::run(
-                b.clone(),
-                move || ing.tenant_dirs(),
-                wake.clone(),
-                SHIPPER_INTERVAL,
+    /// Binds every listener and starts serving; an ingestor also starts its background work
+    /// and its WAL replay.
+    async fn listen(self) -> Result<Running, RunError> {
+        let Node {
+            server,
+            storage,
+            mode,
+            app,
+            ingestor,
+            bucket,
+            rw_tls,
+            http_tls,
+            grpc_tls,
+        } = self;
+        let limits = app.config.limits;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let rw_listener = bind("remote write", server.remote_write_address).await?;
+        let http_listener = bind("HTTP", server.http_address).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        let routes = server::remote_write_routes(app.clone());
+        spawn_http(&mut tasks, rw_listener, rw_tls, routes, stop_rx.clone())?;
+        let routes = server::http_routes(app.clone());
+        spawn_http(&mut tasks, http_listener, http_tls, routes, stop_rx.clone())?;
+
+        let mut replay = None;
+        if let (Some(ingestor), Some(s)) = (&ingestor, &storage) {
+            let grpc_listener = bind("gRPC", server.grpc_address).await?;
+            let handler: Arc<dyn crate::grpc::GrpcHandler> = Arc::new(IngestGrpc {
+                ingestor: ingestor.clone(),
+            });
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = grpc_tls {
+                builder = builder
+                    .tls_config(tls)
+                    .map_err(|e| format!("gRPC TLS: {e}"))?;
+            }
+            let grpc = builder
+                .tcp_nodelay(true)
+                .add_service(WriteableStoreServer::new(
+                    handler.clone(),
+                    limits.max_decompressed_bytes,
+                ))
+                .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes));
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                grpc.serve_with_incoming_shutdown(incoming, stopped(rx))
+                    .await
+                    .map_err(std::io::Error::other)
+            });
+
+            let shipper_wake = bucket.as_ref().map(|b| {
+                let wake = Arc::new(tokio::sync::Notify::new());
+                let ing = ingestor.clone();
+                tokio::spawn(crate::shipper::run(
+                    b.clone(),
+                    move || ing.tenant_dirs(),
+                    wake.clone(),
+                    SHIPPER_INTERVAL,
+                    stop_rx.clone(),
+                ));
+                wake
+            });
+            let check =
+                (s.block_duration / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            tokio::spawn(ingestor.clone().run_maintenance(
+                check,
+                s.retention,
+                bucket.is_some(),
+                shipper_wake,
                 stop_rx.clone(),
             ));
-            wake
-        });
-        let check = (s.block_duration / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        tokio::spawn(ingestor.clone().run_maintenance(
-            check,
-            s.retention,
-            bucket.is_some(),
-            shipper_wake,
-            stop_rx.clone(),
-        ));
 
-        let replaying = ingestor.clone();
-        let started = std::time::Instant::now();
-        let replay = tokio::task::spawn_blocking(move || replaying.replay());
-        tokio::spawn(async move {
-            match replay.await {
-                Ok(Ok(())) => {
-                    tracing::info!(elapsed = ?started.elapsed(), "WAL replay done; ready")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "WAL replay failed");
-                    std::process::exit(1);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "WAL replay panicked");
-                    std::process::exit(1);
-                }
-            }
-        });
-    }
-
-    tracing::info!(
-        mode,
-        remote_write = %server.remote_write_address,
-        http = %server.http_address,
-        grpc = %server.grpc_address,
-        "ringest started"
-    );
-
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-        Some(res) = tasks.join_next() => {
-            let _ = stop_tx.send(true);
-            match res {
-                Ok(Ok(())) => return Err("a listener stopped unexpectedly".into()),
-                Ok(Err(e)) => return Err(format!("listener failed: {e}").into()),
-                Err(e) => return Err(format!("listener task failed: {e}").into()),
-            }
+            let replaying = ingestor.clone();
+            replay = Some((
+                std::time::Instant::now(),
+                tokio::task::spawn_blocking(move || replaying.replay()),
+            ));
         }
-    }
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
-    if let (Some(ingestor), Some(s)) = (ingestor, storage) {
-        // Nothing is accepted any more: make the WAL durable, persist every head as blocks,
-        // then ship them (what cannot be shipped now stays on disk for the next start).
-        let ing = ingestor.clone();
-        let blocks = tokio::task::spawn_blocking(move || {
-            ing.close();
-            if ing.is_ready() {
-                ing.flush()
-            } else {
-                0
-            }
+
+        tracing::info!(
+            mode,
+            remote_write = %server.remote_write_address,
+            http = %server.http_address,
+            grpc = %server.grpc_address,
+            "ringest started"
+        );
+        Ok(Running {
+            tasks,
+            stop_tx,
+            replay,
+            ingestor,
+            bucket,
+            storage,
         })
-        .await?;
-        tracing::info!(blocks, "heads flushed to blocks");
-        if let Some(bucket) = &bucket {
-            let deadline = std::time::Instant::now() + s.shipper_shutdown_timeout;
-            let pending =
-                crate::shipper::sync_all_until_done(bucket, ingestor.tenant_dirs(), deadline).await;
-            if pending.is_empty() {
-                tracing::info!("all blocks uploaded");
+    }
+}
+
+/// A WAL replay in progress: when it started, and its task.
+type Replay = (
+    std::time::Instant,
+    tokio::task::JoinHandle<Result<(), crate::ingest::IngestError>>,
+);
+
+/// A serving process.
+struct Running {
+    /// The listeners; none ends before a stop unless it failed.
+    tasks: tokio::task::JoinSet<std::io::Result<()>>,
+    stop_tx: watch::Sender<bool>,
+    /// Until it finished.
+    replay: Option<Replay>,
+    ingestor: Option<Arc<Ingestor>>,
+    bucket: Option<crate::objstore::Bucket>,
+    storage: Option<StorageArgs>,
+}
+
+impl Running {
+    /// Serves until a signal (`Ok`), or until a listener or the WAL replay fails (`Err`).
+    async fn wait(&mut self) -> Result<(), RunError> {
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                _ = &mut signal => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+                Some(res) = self.tasks.join_next() => {
+                    return Err(match res {
+                        Ok(Ok(())) => "a listener stopped unexpectedly".into(),
+                        Ok(Err(e)) => format!("listener failed: {e}").into(),
+                        Err(e) => format!("listener task failed: {e}").into(),
+                    });
+                }
+                done = replay_done(&mut self.replay) => {
+                    self.replay = None;
+                    done?;
+                }
             }
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+
+    /// Stops the listeners. After a signal, makes the WAL durable, persists every head as
+    /// blocks and ships them; after a failure, only closes storage and returns the failure.
+    async fn shut_down(mut self, outcome: Result<(), RunError>) -> Result<(), RunError> {
+        let _ = self.stop_tx.send(true);
+        if let Err(e) = outcome {
+            // Listeners drain their connections; storage is synced as it is.
+            while self.tasks.join_next().await.is_some() {}
+            if let Some(ing) = self.ingestor {
+                if let Some((_, replay)) = self.replay {
+                    // A listener failed during replay: let it finish before closing.
+                    let _ = replay.await;
+                }
+                tokio::task::spawn_blocking(move || ing.close()).await?;
+            }
+            return Err(e);
+        }
+        while self.tasks.join_next().await.is_some() {}
+        if let (Some(ingestor), Some(s)) = (self.ingestor, self.storage) {
+            // Nothing is accepted any more: make the WAL durable, persist every head as blocks,
+            // then ship them (what cannot be shipped now stays on disk for the next start).
+            let ing = ingestor.clone();
+            let blocks = tokio::task::spawn_blocking(move || {
+                ing.close();
+                if ing.is_ready() {
+                    ing.flush()
+                } else {
+                    0
+                }
+            })
+            .await?;
+            tracing::info!(blocks, "heads flushed to blocks");
+            if let Some(bucket) = &self.bucket {
+                let deadline = std::time::Instant::now() + s.shipper_shutdown_timeout;
+                let pending =
+                    crate::shipper::sync_all_until_done(bucket, ingestor.tenant_dirs(), deadline)
+                        .await;
+                if pending.is_empty() {
+                    tracing::info!("all blocks uploaded");
+                }
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Waits for the WAL replay (forever when none is running): `Ok` once ready, or the failure
+/// that stops the process.
+async fn replay_done(replay: &mut Option<Replay>) -> Result<(), RunError> {
+    let Some((started, task)) = replay else {
+        return std::future::pending().await;
+    };
+    match task.await {
+        Ok(Ok(())) => {
+            tracing::info!(elapsed = ?started.elapsed(), "WAL replay done; ready");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "WAL replay failed");
+            Err(format!("WAL replay failed: {e}").into())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "WAL replay panicked");
+            Err(format!("WAL replay panicked: {e}").into())
+        }
+    }
 }
 
 /// How often the shipper looks for blocks besides being woken after each cut.

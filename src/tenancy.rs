@@ -9,6 +9,8 @@ use parking_lot::RwLock;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use crate::error::{Classify, ErrorClass};
+
 /// Longest accepted tenant name, in bytes: one path component on every filesystem we run on.
 pub const MAX_TENANT_LEN: usize = 255;
 
@@ -21,6 +23,12 @@ pub enum TenantError {
     /// The name is a directory the ingestor uses for itself under `--tsdb.path`.
     #[error("tenant name {0:?} is reserved: it is the local bucket directory under --tsdb.path")]
     Reserved(String),
+}
+
+impl Classify for TenantError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::BadRequest
+    }
 }
 
 /// Directory of the default local bucket under `--tsdb.path` (never a tenant).
@@ -112,6 +120,79 @@ pub enum AuthError {
         /// The tenant named by the header.
         header: String,
     },
+}
+
+/// No valid token is 401; a valid token for another tenant than the header names is 403.
+impl Classify for AuthError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AuthError::Missing | AuthError::Malformed | AuthError::Unknown => {
+                ErrorClass::Unauthenticated
+            }
+            AuthError::TenantMismatch { .. } => ErrorClass::Forbidden,
+        }
+    }
+}
+
+/// A request's tenant, resolved once (from its bearer token or its tenant header) and valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant(Arc<str>);
+
+impl Tenant {
+    /// The tenant's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a request's tenant could not be resolved.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// The tenant header has bytes that are not visible ASCII.
+    #[error("tenant header is not valid ASCII")]
+    HeaderNotAscii,
+    /// Tenant tokens are on and the request's token is missing, unknown or for another tenant.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The tenant named is not allowed.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+}
+
+impl Classify for ResolveError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ResolveError::HeaderNotAscii => ErrorClass::BadRequest,
+            ResolveError::Auth(e) => e.class(),
+            ResolveError::Tenant(e) => e.class(),
+        }
+    }
+}
+
+/// The tenant of a request, from its tenant header and `Authorization` header values: with
+/// tenant tokens, the bearer token's (a tenant header naming another tenant is refused); else
+/// the tenant header's, or `default` when it is absent or empty.
+pub fn resolve(
+    tenant_header: Option<&http::HeaderValue>,
+    authorization: Option<&http::HeaderValue>,
+    tokens: Option<&TokenStore>,
+    default: &str,
+) -> Result<Tenant, ResolveError> {
+    let header = tenant_header
+        .map(|v| v.to_str().map_err(|_| ResolveError::HeaderNotAscii))
+        .transpose()?;
+    if let Some(tokens) = tokens {
+        // A header that is not ASCII is no valid token: answered as a missing one.
+        let authorization = authorization.and_then(|v| v.to_str().ok());
+        return Ok(Tenant(tokens.current().authorize(authorization, header)?));
+    }
+    Ok(Tenant(Arc::from(tenant_from_header(header, default)?)))
 }
 
 /// Tokens and their tenants. Tokens are kept only as HMAC-SHA256 digests under a key drawn at
@@ -457,5 +538,39 @@ mod tests {
         assert_eq!(store.current().lookup("tok-b").as_deref(), Some("team-b"));
         // A missing file at start-up is an error.
         assert!(TokenStore::watch(dir.path().join("absent"), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn resolve_reads_the_token_or_the_header_once() {
+        use http::HeaderValue;
+        let hv = |s: &'static str| HeaderValue::from_static(s);
+        let name = |r: Result<Tenant, ResolveError>| r.map(|t| t.to_string());
+        // Without tokens: the header, else the default; a bad name is a bad request.
+        assert_eq!(
+            name(resolve(Some(&hv("team-a")), None, None, "d")),
+            Ok("team-a".into())
+        );
+        assert_eq!(
+            name(resolve(None, Some(&hv("Bearer x")), None, "d")),
+            Ok("d".into())
+        );
+        let bad = resolve(Some(&hv("..")), None, None, "d").unwrap_err();
+        assert_eq!(bad.class(), ErrorClass::BadRequest);
+        let not_ascii = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(
+            resolve(Some(&not_ascii), None, None, "d"),
+            Err(ResolveError::HeaderNotAscii)
+        );
+        // With tokens: the token's tenant; 401 without one, 403 for another tenant's header.
+        let tokens = TokenStore::new(table("tok-a team-a\n"));
+        let auth = hv("Bearer tok-a");
+        assert_eq!(
+            name(resolve(None, Some(&auth), Some(&tokens), "d")),
+            Ok("team-a".into())
+        );
+        let missing = resolve(Some(&hv("team-a")), None, Some(&tokens), "d").unwrap_err();
+        assert_eq!(missing.class(), ErrorClass::Unauthenticated);
+        let other = resolve(Some(&hv("team-b")), Some(&auth), Some(&tokens), "d").unwrap_err();
+        assert_eq!(other.class(), ErrorClass::Forbidden);
     }
 }

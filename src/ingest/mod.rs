@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::blocking::Cancelled;
+use crate::error::{Classify, ErrorClass};
 use crate::limits::{LimitError, Limiter};
 use crate::remote_write::{Series, WriteRequest};
 use crate::tenancy::{self, TenantError};
 use crate::tsdb::block::Ulid;
-use crate::tsdb::db::{AppendError, AppendStats, Db, DbOptions};
+use crate::tsdb::db::{AppendError, AppendStats, Db, DbOptions, TsdbError};
 use crate::tsdb::head::SeriesSamples;
 use crate::tsdb::matcher::Matcher;
 use multitsdb::{MultiTsdb, TenantLabels};
 
-/// Why a local write failed.
+/// Why a local write or read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// WAL replay has not finished.
@@ -35,18 +37,59 @@ pub enum IngestError {
     },
     /// The WAL could not be written or synced (disk full, I/O error): nothing acknowledged.
     #[error("storage error: {0}")]
-    Storage(String),
+    Append(#[source] AppendError),
+    /// Local blocks could not be read.
+    #[error("storage error: {0}")]
+    Select(#[source] TsdbError),
     /// The write would take the tenant's head past its head series limit; nothing was written.
     #[error(transparent)]
     Limit(#[from] LimitError),
     /// The tenant's TSDB could not be opened.
-    #[error("opening TSDB of tenant {tenant:?}: {message}")]
+    #[error("opening TSDB of tenant {tenant:?}: {source}")]
     Open {
         /// The tenant.
         tenant: String,
         /// Why.
-        message: String,
+        #[source]
+        source: TsdbError,
     },
+    /// The directory holding every tenant's TSDB could not be created or listed.
+    #[error("{action} {}: {source}", path.display())]
+    Base {
+        /// "creating" or "listing".
+        action: &'static str,
+        /// The directory (`--tsdb.path`).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening a tenant's TSDB was cut short by shutdown.
+    #[error(transparent)]
+    Interrupted(#[from] Cancelled),
+}
+
+impl Classify for IngestError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IngestError::NotReady => ErrorClass::NotReady,
+            IngestError::Tenant(e) => e.class(),
+            IngestError::Conflict { .. } => ErrorClass::Conflict,
+            IngestError::Append(e) => e.class(),
+            IngestError::Select(e) => e.class(),
+            IngestError::Limit(e) => e.class(),
+            IngestError::Interrupted(e) => e.class(),
+            // Disk trouble: nothing of the request was acknowledged, a retry may succeed.
+            IngestError::Open { .. } | IngestError::Base { .. } => ErrorClass::Unavailable,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IngestError::Limit(e) => e.retry_after(),
+            _ => None,
+        }
+    }
 }
 
 /// Per-tenant TSDBs behind one readiness flag.
@@ -135,7 +178,7 @@ impl Ingestor {
                 e.record();
                 Err(IngestError::Limit(e))
             }
-            Err(e) => Err(IngestError::Storage(e.to_string())),
+            Err(e) => Err(IngestError::Append(e)),
         }
     }
 
@@ -154,7 +197,7 @@ impl Ingestor {
         Ok(match self.tsdbs.get(tenant) {
             Some(db) => db
                 .select(mint, maxt, matchers)
-                .map_err(|e| IngestError::Storage(e.to_string()))?,
+                .map_err(IngestError::Select)?,
             None => Vec::new(),
         })
     }

@@ -1,7 +1,7 @@
 //! One TSDB per tenant under `<tsdb.path>/<tenant>` (Thanos `pkg/receive/multitsdb.go`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -44,14 +44,15 @@ impl MultiTsdb {
 
     /// Opens (replays) the TSDB of every tenant directory under the base. Blocking.
     pub fn open_existing(&self) -> Result<(), IngestError> {
-        std::fs::create_dir_all(&self.base).map_err(|e| IngestError::Open {
-            tenant: String::new(),
-            message: format!("creating {}: {e}", self.base.display()),
-        })?;
-        let entries = std::fs::read_dir(&self.base).map_err(|e| IngestError::Open {
-            tenant: String::new(),
-            message: format!("listing {}: {e}", self.base.display()),
-        })?;
+        let base_error = |action| {
+            move |source| IngestError::Base {
+                action,
+                path: self.base.clone(),
+                source,
+            }
+        };
+        std::fs::create_dir_all(&self.base).map_err(base_error("creating"))?;
+        let entries = std::fs::read_dir(&self.base).map_err(base_error("listing"))?;
         for entry in entries.flatten() {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
@@ -75,7 +76,8 @@ impl MultiTsdb {
         self.base.join(tenant)
     }
 
-    fn open_db(&self, tenant: &str) -> Result<Db, IngestError> {
+    /// Where `tenant`'s TSDB lives and how it is opened (its block labels read now).
+    fn db_options(&self, tenant: &str) -> (PathBuf, DbOptions) {
         let opts = DbOptions {
             thanos: Some(ThanosMeta {
                 labels: (self.labels)(tenant),
@@ -83,10 +85,12 @@ impl MultiTsdb {
             }),
             ..self.opts.clone()
         };
-        Db::open(&self.dir(tenant), opts).map_err(|e| IngestError::Open {
-            tenant: tenant.to_string(),
-            message: e.to_string(),
-        })
+        (self.dir(tenant), opts)
+    }
+
+    fn open_db(&self, tenant: &str) -> Result<Db, IngestError> {
+        let (dir, opts) = self.db_options(tenant);
+        open_at(tenant, &dir, opts)
     }
 
     /// The tenant's TSDB if it exists.
@@ -103,7 +107,10 @@ impl MultiTsdb {
         if let Some(db) = self.get(tenant) {
             return Ok(db);
         }
-        let db = Arc::new(self.open_db(tenant)?);
+        // Opening replays the tenant's WAL and reads its blocks: off the async workers.
+        let (dir, opts) = self.db_options(tenant);
+        let name = tenant.to_string();
+        let db = Arc::new(crate::blocking::run(move || open_at(&name, &dir, opts)).await??);
         tracing::info!(tenant, "tenant TSDB created");
         self.tenants.write().insert(tenant.to_string(), db.clone());
         Ok(db)
@@ -126,4 +133,12 @@ impl MultiTsdb {
             }
         }
     }
+}
+
+/// Opens (replays) the TSDB of `tenant` in `dir`. Blocking.
+fn open_at(tenant: &str, dir: &Path, opts: DbOptions) -> Result<Db, IngestError> {
+    Db::open(dir, opts).map_err(|source| IngestError::Open {
+        tenant: tenant.to_string(),
+        source,
+    })
 }

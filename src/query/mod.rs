@@ -10,22 +10,44 @@ use bytes::Bytes;
 use prost::Message;
 use proto::prompb::{self, LabelMatcher, MatcherType, QueryResult, ReadRequest, ReadResponse};
 
+use crate::blocking::Cancelled;
+use crate::error::{Classify, ErrorClass};
 use crate::ingest::{IngestError, Ingestor};
 use crate::router::Router;
 use crate::tsdb::head::SeriesSamples;
 use crate::tsdb::labels::Labels;
-use crate::tsdb::matcher::{MatchType, Matcher};
+use crate::tsdb::matcher::{MatchType, Matcher, MatcherError};
 use crate::tsdb::querier::merge_series;
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// The body is not snappy-compressed protobuf `ReadRequest`.
-    #[error("invalid remote read request: {0}")]
-    BadRequest(String),
-    /// The request is larger than allowed.
-    #[error("remote read request too large: {0}")]
-    TooLarge(String),
+    /// The body is not valid snappy.
+    #[error("invalid remote read request: snappy: {0}")]
+    Snappy(#[source] snap::Error),
+    /// The body is not a protobuf `ReadRequest`.
+    #[error("invalid remote read request: protobuf: {0}")]
+    Protobuf(#[source] prost::DecodeError),
+    /// A matcher has a type remote read does not define.
+    #[error("invalid remote read request: unknown matcher type {0}")]
+    UnknownMatcherType(i32),
+    /// A matcher could not be built (a regex that does not compile).
+    #[error("invalid remote read request: matcher {name}: {source}")]
+    Matcher {
+        /// The matcher's label name.
+        name: String,
+        /// Why.
+        #[source]
+        source: MatcherError,
+    },
+    /// The request is larger than allowed once decompressed.
+    #[error("remote read request too large: decompressed size {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The decompressed size the snappy header declares.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Local storage refused.
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -39,24 +61,48 @@ pub enum ReadError {
         /// Their errors.
         message: String,
     },
-    /// The router has no ring or no ring for the tenant.
+    /// The router has no ring yet.
+    #[error("hashring not loaded yet")]
+    RingNotLoaded,
+    /// The router has no ring for the tenant.
     #[error("{0}")]
-    Route(String),
+    Lookup(#[source] hashring::LookupError),
+    /// The read was cut short by shutdown.
+    #[error(transparent)]
+    Interrupted(#[from] Cancelled),
+}
+
+impl Classify for ReadError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ReadError::Snappy(_)
+            | ReadError::Protobuf(_)
+            | ReadError::UnknownMatcherType(_)
+            | ReadError::Matcher { .. } => ErrorClass::BadRequest,
+            ReadError::TooLarge { .. } => ErrorClass::TooLarge,
+            ReadError::Ingest(e) => e.class(),
+            // Unlike a write (500, as Thanos), a read the ring cannot place asks for a retry.
+            ReadError::Unavailable { .. } | ReadError::RingNotLoaded | ReadError::Lookup(_) => {
+                ErrorClass::Unavailable
+            }
+            ReadError::Interrupted(e) => e.class(),
+        }
+    }
 }
 
 /// Decodes a snappy-compressed remote read body, capping the decompressed size.
 pub fn decode_request(body: &[u8], max_decompressed: usize) -> Result<ReadRequest, ReadError> {
-    let len = snap::raw::decompress_len(body)
-        .map_err(|e| ReadError::BadRequest(format!("snappy: {e}")))?;
+    let len = snap::raw::decompress_len(body).map_err(ReadError::Snappy)?;
     if len > max_decompressed {
-        return Err(ReadError::TooLarge(format!(
-            "decompressed size {len} bytes exceeds the limit of {max_decompressed} bytes"
-        )));
+        return Err(ReadError::TooLarge {
+            size: len,
+            limit: max_decompressed,
+        });
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| ReadError::BadRequest(format!("snappy: {e}")))?;
-    ReadRequest::decode(raw.as_slice()).map_err(|e| ReadError::BadRequest(format!("protobuf: {e}")))
+        .map_err(ReadError::Snappy)?;
+    ReadRequest::decode(raw.as_slice()).map_err(ReadError::Protobuf)
 }
 
 /// Encodes a `ReadResponse` exactly as prost would, except that a sample value is written whenever
@@ -112,15 +158,12 @@ pub fn matchers_of(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>, ReadError>
                 Ok(MatcherType::Neq) => MatchType::NotEqual,
                 Ok(MatcherType::Re) => MatchType::Regex,
                 Ok(MatcherType::Nre) => MatchType::NotRegex,
-                Err(_) => {
-                    return Err(ReadError::BadRequest(format!(
-                        "unknown matcher type {}",
-                        m.r#type
-                    )))
-                }
+                Err(_) => return Err(ReadError::UnknownMatcherType(m.r#type)),
             };
-            Matcher::new(kind, &m.name, &m.value)
-                .map_err(|e| ReadError::BadRequest(format!("matcher {}: {e}", m.name)))
+            Matcher::new(kind, &m.name, &m.value).map_err(|source| ReadError::Matcher {
+                name: m.name.clone(),
+                source,
+            })
         })
         .collect()
 }
@@ -147,8 +190,19 @@ fn to_timeseries(series: Vec<SeriesSamples>) -> Vec<prompb::TimeSeries> {
         .collect()
 }
 
-/// Answers every query of `req` from the local ingestor.
-pub fn read_local(
+/// Answers every query of `req` from the local ingestor, on the blocking pool: block reads are
+/// `pread`s, which must not stall the async workers.
+pub async fn read_local(
+    ingestor: &Arc<Ingestor>,
+    tenant: &str,
+    req: &ReadRequest,
+) -> Result<ReadResponse, ReadError> {
+    let (ingestor, tenant, req) = (ingestor.clone(), tenant.to_string(), req.clone());
+    crate::blocking::run(move || read_local_blocking(&ingestor, &tenant, &req)).await?
+}
+
+/// [`read_local`] on the calling thread. Blocking.
+fn read_local_blocking(
     ingestor: &Ingestor,
     tenant: &str,
     req: &ReadRequest,
@@ -198,13 +252,10 @@ pub async fn read_fanout(
     tenant: &str,
     req: &ReadRequest,
 ) -> Result<ReadResponse, ReadError> {
-    let ring = router
-        .ring()
-        .current()
-        .ok_or_else(|| ReadError::Route("hashring not loaded yet".into()))?;
+    let ring = router.ring().current().ok_or(ReadError::RingNotLoaded)?;
     let endpoints: Vec<String> = ring
         .endpoints_for_tenant(tenant)
-        .map_err(|e| ReadError::Route(e.to_string()))?
+        .map_err(ReadError::Lookup)?
         .iter()
         .map(|e| e.address.clone())
         .collect();
@@ -213,7 +264,9 @@ pub async fn read_fanout(
         let body = body.clone();
         async move {
             if let Some(local) = router.local_for(ep) {
-                return read_local(local, tenant, req).map_err(|e| format!("local ingestor: {e}"));
+                return read_local(local, tenant, req)
+                    .await
+                    .map_err(|e| format!("local ingestor: {e}"));
             }
             let client = router
                 .peers()
@@ -370,11 +423,11 @@ mod tests {
         assert_eq!(decode_request(&body, 1 << 20).unwrap(), req);
         assert!(matches!(
             decode_request(&body, 4),
-            Err(ReadError::TooLarge(_))
+            Err(ReadError::TooLarge { .. })
         ));
         assert!(matches!(
             decode_request(b"\xff\xff\xff", 1 << 20),
-            Err(ReadError::BadRequest(_))
+            Err(ReadError::Snappy(_))
         ));
         assert_eq!(matchers_of(&req.queries[0].matchers).unwrap().len(), 1);
     }

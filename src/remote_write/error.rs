@@ -1,29 +1,9 @@
-//! Whole-request errors ([`DecodeError`], mapped to an HTTP status by [`ErrorKind`]) and
-//! per-series rejections ([`InvalidReason`], a partial write).
+//! Whole-request errors ([`DecodeError`], each of an [`ErrorClass`]) and per-series rejections
+//! ([`InvalidReason`], a partial write).
 
-/// Which HTTP answer a [`DecodeError`] calls for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// 415: content type or encoding not supported; checked before the body is read.
-    UnsupportedMediaType,
-    /// 413: the body or its decompressed form is over a configured limit.
-    TooLarge,
-    /// 400: the body is corrupt or not a valid remote write message.
-    BadRequest,
-}
+use crate::error::{Classify, ErrorClass};
 
-impl ErrorKind {
-    /// The HTTP status code to answer with.
-    pub fn status(self) -> http::StatusCode {
-        match self {
-            ErrorKind::UnsupportedMediaType => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorKind::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::BadRequest => http::StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// Why a whole request was refused. Variants are grouped by [`ErrorKind`] (415, 413, then 400).
+/// Why a whole request was refused. Variants are grouped by [`ErrorClass`] (415, 413, then 400).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     // --- 415 Unsupported Media Type ---
@@ -106,23 +86,22 @@ pub enum DecodeError {
     FirstSymbolNotEmpty,
 }
 
-impl DecodeError {
-    /// Which HTTP answer this error calls for.
-    pub fn kind(&self) -> ErrorKind {
+impl Classify for DecodeError {
+    fn class(&self) -> ErrorClass {
         match self {
             DecodeError::UnsupportedContentType(_) | DecodeError::UnsupportedContentEncoding(_) => {
-                ErrorKind::UnsupportedMediaType
+                ErrorClass::UnsupportedMediaType
             }
             DecodeError::CompressedTooLarge { .. }
             | DecodeError::DecompressedTooLarge { .. }
-            | DecodeError::TooManyItems => ErrorKind::TooLarge,
+            | DecodeError::TooManyItems => ErrorClass::TooLarge,
             DecodeError::Snappy(_)
             | DecodeError::Malformed { .. }
             | DecodeError::WrongWireType { .. }
             | DecodeError::InvalidUtf8 { .. }
             | DecodeError::SymbolOutOfRange { .. }
             | DecodeError::OddLabelRefs { .. }
-            | DecodeError::FirstSymbolNotEmpty => ErrorKind::BadRequest,
+            | DecodeError::FirstSymbolNotEmpty => ErrorClass::BadRequest,
         }
     }
 }

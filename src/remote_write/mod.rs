@@ -41,7 +41,7 @@ pub use encode::{
     encode_thanos_trailer, encode_thanos_write, encode_timeseries, encode_timeseries_sized,
     encode_v1, encode_v2, timeseries_body_len, timeseries_field_len, V2Encoder,
 };
-pub use error::{DecodeError, ErrorKind, InvalidReason};
+pub use error::{DecodeError, InvalidReason};
 pub use negotiate::{decompress_into, negotiate, Limits};
 pub use v1::{
     decode_thanos_write, decode_thanos_write_into, decode_v1, decode_v1_into, thanos_tenant_batches,

@@ -3,6 +3,7 @@
 
 use super::wire::{put_bytes, put_key, put_varint, FIXED32, FIXED64, VARINT};
 use super::*;
+use crate::error::{Classify, ErrorClass};
 use proptest::prelude::*;
 use prost::Message;
 use proto::prompb;
@@ -556,7 +557,7 @@ fn v2_symbol_errors_are_whole_request_errors() {
     ];
     for (buf, want) in cases {
         let err = decode_v2(&buf).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::BadRequest);
+        assert_eq!(err.class(), ErrorClass::BadRequest);
         assert!(err.to_string().contains(want), "{err}");
     }
     let bad_utf8 = msg(|o| put_bytes(o, 4, b"\xc3\x28"));
@@ -782,7 +783,7 @@ fn groups_wrong_wire_types_and_bad_utf8_are_rejected() {
     for body in wrong {
         let err = decode_v1(body).unwrap_err();
         assert!(matches!(err, DecodeError::WrongWireType { .. }), "{err:?}");
-        assert_eq!(err.kind(), ErrorKind::BadRequest);
+        assert_eq!(err.class(), ErrorClass::BadRequest);
     }
     let tenant_varint = msg(|o| {
         put_key(o, 2, VARINT);
@@ -898,7 +899,7 @@ fn every_truncation_errors_or_is_a_shorter_valid_message() {
                 let err = result
                     .err()
                     .unwrap_or_else(|| panic!("cut at {cut} decoded"));
-                assert_eq!(err.kind(), ErrorKind::BadRequest);
+                assert_eq!(err.class(), ErrorClass::BadRequest);
             }
         }
     }
@@ -967,12 +968,12 @@ fn negotiate_follows_prometheus() {
     for &(ct, enc) in bad {
         let err = negotiate(ct, enc).unwrap_err();
         assert_eq!(
-            err.kind(),
-            ErrorKind::UnsupportedMediaType,
+            err.class(),
+            ErrorClass::UnsupportedMediaType,
             "{ct:?} {enc:?}"
         );
         assert_eq!(
-            err.kind().status(),
+            crate::server::status::http_status(err.class()),
             http::StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
     }
@@ -992,7 +993,7 @@ fn decompress_checks_limits_before_allocating() {
     bomb.extend_from_slice(&[0xfe, 0xff, 0xff, 0x00]);
     let err = decompress_into(&bomb, &limits, &mut out).unwrap_err();
     assert!(matches!(err, DecodeError::DecompressedTooLarge { size, .. } if size == 1 << 30));
-    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert_eq!(err.class(), ErrorClass::TooLarge);
     assert_eq!(out.capacity(), 0, "nothing allocated for a refused bomb");
 
     let big = vec![0u8; 1001];
@@ -1004,12 +1005,15 @@ fn decompress_checks_limits_before_allocating() {
             limit: 1000
         }
     ));
-    assert_eq!(err.kind().status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        crate::server::status::http_status(err.class()),
+        http::StatusCode::PAYLOAD_TOO_LARGE
+    );
 
     // Corrupt and empty bodies are 400.
     for body in [&b""[..], b"\x05abc", b"\xff\xff\xff\xff\xff\xff"] {
         let err = decompress_into(body, &limits, &mut out).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::BadRequest, "{body:?}: {err}");
+        assert_eq!(err.class(), ErrorClass::BadRequest, "{body:?}: {err}");
         assert!(out.is_empty());
     }
 

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
-use tonic::{Code, Status};
+use tonic::Status;
 
+use crate::error::{Classify, ErrorClass};
 use crate::grpc::PeerClient;
 use crate::ingest::{IngestError, Ingestor};
+use crate::limits::HEAD_SERIES_RETRY_AFTER;
 use crate::remote_write::{
     encode_thanos_trailer, encode_timeseries_sized, timeseries_body_len, timeseries_field_len,
     Series, WriteRequest,
@@ -49,6 +51,22 @@ pub enum RouteError {
         /// The distinct peer errors behind it.
         message: String,
     },
+}
+
+impl Classify for RouteError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RouteError::RingNotLoaded => ErrorClass::Unavailable,
+            // Thanos answers 500 for "no matching hashring": a configuration problem, not bad input.
+            RouteError::Lookup(_) => ErrorClass::Internal,
+            RouteError::Replication { cause, .. } => cause.class(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        // Only ingestors' head series limits come back limited through a ring.
+        (self.class() == ErrorClass::Limited).then_some(HEAD_SERIES_RETRY_AFTER)
+    }
 }
 
 impl RouteError {
@@ -169,16 +187,9 @@ pub struct Router {
     local: Option<Arc<Ingestor>>,
 }
 
-/// Maps a peer's gRPC status to the kind the quorum logic counts (Thanos's codes).
+/// Maps a peer's gRPC status to the kind the quorum logic counts, through the class table.
 pub fn replica_error_of(status: &Status) -> ReplicaError {
-    match status.code() {
-        Code::AlreadyExists => ReplicaError::Conflict,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => ReplicaError::Unavailable,
-        // A Ringest ingestor's limit (head series): 429. Other ResourceExhausted answers (a
-        // message over a Thanos peer's gRPC size limit) are not the client's to slow down for.
-        Code::ResourceExhausted if crate::grpc::is_limited(status) => ReplicaError::Limited,
-        _ => ReplicaError::Unknown,
-    }
+    ReplicaError::from(crate::server::status::class_of_grpc(status))
 }
 
 /// How one peer (or the local ingestor) failed its part of a write.
@@ -221,16 +232,6 @@ impl PeerFailure {
             ),
             Err(_) => (None, samples),
         }
-    }
-}
-
-fn replica_error_of_ingest(err: &IngestError) -> ReplicaError {
-    match err {
-        IngestError::NotReady => ReplicaError::NotReady,
-        IngestError::Conflict { .. } => ReplicaError::Conflict,
-        IngestError::Storage(_) | IngestError::Open { .. } => ReplicaError::Unavailable,
-        IngestError::Tenant(_) => ReplicaError::Unknown,
-        IngestError::Limit(_) => ReplicaError::Limited,
     }
 }
 
@@ -395,7 +396,7 @@ impl Router {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {
                     let mut f = PeerFailure::new(
-                        replica_error_of_ingest(&e),
+                        ReplicaError::from(e.class()),
                         format!("local ingestor: {e}"),
                     );
                     if let IngestError::Conflict { stats, .. } = e {
@@ -444,15 +445,9 @@ impl Router {
         };
         match &result {
             Ok(_) => self.peer_states.mark_available(endpoint),
-            // Down, or hung past the forward timeout: back off (Thanos backs off on Unavailable;
-            // a hung peer answers nothing, so its timeouts count too: tonic reports its own
-            // request timeout as Cancelled, ours as DeadlineExceeded).
-            Err(s)
-                if matches!(
-                    s.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
-                ) =>
-            {
+            // Down, or hung past the forward timeout (timeouts are unavailable in the class
+            // table): back off, as Thanos does on Unavailable.
+            Err(s) if replica_error_of(s) == ReplicaError::Unavailable => {
                 self.peer_states.mark_unavailable(endpoint)
             }
             Err(_) => {}

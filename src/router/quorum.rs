@@ -5,6 +5,8 @@
 //! failure threshold, or Unavailable for a mix (a retry may succeed). A request reports the most
 //! recoverable cause among its failed series: Unavailable > NotReady > Conflict > Unknown.
 
+use crate::error::ErrorClass;
+
 /// Why one replica of a forwarded write failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReplicaError {
@@ -18,6 +20,38 @@ pub enum ReplicaError {
     Limited,
     /// Anything else.
     Unknown,
+}
+
+impl From<ErrorClass> for ReplicaError {
+    /// The kind the quorum counts for a replica that failed with `class` (Thanos counts only
+    /// conflicts, not-ready and unavailable; Ringest adds limits; the rest are unknown).
+    fn from(class: ErrorClass) -> Self {
+        match class {
+            ErrorClass::Conflict => ReplicaError::Conflict,
+            ErrorClass::NotReady => ReplicaError::NotReady,
+            ErrorClass::Unavailable => ReplicaError::Unavailable,
+            ErrorClass::Limited => ReplicaError::Limited,
+            ErrorClass::BadRequest
+            | ErrorClass::Unauthenticated
+            | ErrorClass::Forbidden
+            | ErrorClass::TooLarge
+            | ErrorClass::UnsupportedMediaType
+            | ErrorClass::Internal => ReplicaError::Unknown,
+        }
+    }
+}
+
+impl ReplicaError {
+    /// The class a request failed for this cause answers with.
+    pub fn class(self) -> ErrorClass {
+        match self {
+            ReplicaError::Conflict => ErrorClass::Conflict,
+            ReplicaError::NotReady => ErrorClass::NotReady,
+            ReplicaError::Unavailable => ErrorClass::Unavailable,
+            ReplicaError::Limited => ErrorClass::Limited,
+            ReplicaError::Unknown => ErrorClass::Internal,
+        }
+    }
 }
 
 /// Replicas that must acknowledge a series: `RF/2 + 1`, except 1 for RF=2 (Thanos PR #7669).

@@ -2,7 +2,6 @@
 
 pub mod status;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,13 +16,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use prost::Message;
 use tonic::Status;
 
+use crate::error::{Classify, ErrorClass};
 use crate::grpc::GrpcHandler;
 use crate::ingest::{IngestError, Ingestor};
 use crate::limits::Limiter;
 use crate::query::{self, ReadError};
 use crate::remote_write::{self, Limits, Series, WriteRequest};
 use crate::router::Router;
-use crate::tenancy;
+use crate::tenancy::{self, ResolveError, Tenant};
 use status::ApiError;
 
 /// Request handling settings shared by the listeners.
@@ -59,6 +59,57 @@ pub struct App {
 const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
 const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
 const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
+
+/// Why the front end itself refused a request (before any module below it was asked).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The replica header is not a non-negative integer.
+    #[error("bad replica header {header}: expected a non-negative integer")]
+    BadReplicaHeader {
+        /// The header's name (`--receive.replica-header`).
+        header: HeaderName,
+    },
+    /// `Content-Length` is over the body limit.
+    #[error("request body of {len} bytes exceeds the limit of {limit} bytes")]
+    DeclaredTooLarge {
+        /// The declared length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body grew over the limit while being read.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be read (the client went away or sent a broken stream).
+    #[error("reading request body: {0}")]
+    ReadBody(#[source] axum::Error),
+    /// A replicated write names no tenant.
+    #[error("replicated write without a tenant")]
+    NoTenant,
+    /// This process has neither a ring to route to nor local storage.
+    #[error("no ring and no local storage")]
+    NoStorage,
+    /// This process has nothing to read from.
+    #[error("no storage to read")]
+    NothingToRead,
+}
+
+impl Classify for RequestError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RequestError::BadReplicaHeader { .. }
+            | RequestError::ReadBody(_)
+            | RequestError::NoTenant => ErrorClass::BadRequest,
+            RequestError::DeclaredTooLarge { .. } | RequestError::BodyTooLarge { .. } => {
+                ErrorClass::TooLarge
+            }
+            RequestError::NoStorage | RequestError::NothingToRead => ErrorClass::Unavailable,
+        }
+    }
+}
 
 /// The answer to one remote write: status, message and the counts of what was stored.
 struct WriteAnswer {
@@ -97,7 +148,7 @@ impl IntoResponse for WriteAnswer {
 impl From<ApiError> for WriteAnswer {
     fn from(e: ApiError) -> Self {
         Self {
-            status: e.status,
+            status: e.status(),
             retry_after: e.retry_after_secs(),
             message: e.message,
             samples_written: 0,
@@ -108,12 +159,13 @@ impl From<ApiError> for WriteAnswer {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = self.retry_after_secs();
-        let mut resp = (self.status, format!("{}\n", self.message)).into_response();
+        let status = self.status();
+        let mut resp = (status, format!("{}\n", self.message)).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(challenge) = status::challenge(self.status) {
+        if let Some(challenge) = status::challenge(status) {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
@@ -124,52 +176,40 @@ impl IntoResponse for ApiError {
 }
 
 impl App {
-    /// The request's tenant: with tenant tokens, the bearer token's (a tenant header naming
-    /// another tenant is refused); else the tenant header's, or the default tenant.
-    fn tenant<'h>(&'h self, headers: &'h HeaderMap) -> Result<Cow<'h, str>, ApiError> {
-        let value = match headers.get(&self.config.tenant_header) {
-            Some(v) => Some(v.to_str().map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, "tenant header is not valid ASCII")
-            })?),
-            None => None,
-        };
-        if let Some(tokens) = &self.tokens {
-            // A header that is not ASCII is no valid token: answered as a missing one.
-            let authorization = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let tenant = tokens.current().authorize(authorization, value)?;
-            return Ok(Cow::Owned(tenant.to_string()));
-        }
-        Ok(Cow::Borrowed(tenancy::tenant_from_header(
-            value,
+    /// The request's tenant, resolved once per request: with tenant tokens, the bearer token's
+    /// (a tenant header naming another tenant is refused); else the tenant header's, or the
+    /// default tenant.
+    fn tenant(&self, headers: &HeaderMap) -> Result<Tenant, ResolveError> {
+        tenancy::resolve(
+            headers.get(&self.config.tenant_header),
+            headers.get(header::AUTHORIZATION),
+            self.tokens.as_ref(),
             &self.config.default_tenant,
-        )?))
+        )
     }
 
-    fn replica(&self, headers: &HeaderMap) -> Result<u64, ApiError> {
+    fn replica(&self, headers: &HeaderMap) -> Result<u64, RequestError> {
         let Some(v) = headers.get(&self.config.replica_header) else {
             return Ok(0);
         };
         v.to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "bad replica header {}: expected a non-negative integer",
-                        self.config.replica_header
-                    ),
-                )
+            .ok_or_else(|| RequestError::BadReplicaHeader {
+                header: self.config.replica_header.clone(),
             })
     }
 
-    async fn write(&self, headers: &HeaderMap, body: Body) -> Result<WriteAnswer, ApiError> {
-        // Headers first: 401/403 and 415 before anything is read or decoded; the token before
-        // anything else, so an unauthenticated client learns nothing of what is accepted.
-        let tenant = self.tenant(headers)?;
-        let tenant = &*tenant;
+    /// Writes the request of `tenant` (already resolved: 401/403 come before anything else, so
+    /// an unauthenticated client learns nothing of what is accepted).
+    async fn write(
+        &self,
+        tenant: &Tenant,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<WriteAnswer, ApiError> {
+        // Headers first: 415 before anything is read or decoded.
+        let tenant = tenant.as_str();
         let content_type = header_str(headers, header::CONTENT_TYPE);
         let content_encoding = header_str(headers, header::CONTENT_ENCODING);
         let protocol = remote_write::negotiate(content_type, content_encoding)?;
@@ -188,7 +228,7 @@ impl App {
             .and_then(|v| v.parse::<usize>().ok())
         {
             if len > limit {
-                return Err(too_large(len, limit));
+                return Err(RequestError::DeclaredTooLarge { len, limit }.into());
             }
             self.limiter.check_size(tenant, len as u64, false)?;
         }
@@ -196,15 +236,9 @@ impl App {
             if std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds the limit of {limit} bytes"),
-                )
+                RequestError::BodyTooLarge { limit }
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("reading request body: {e}"),
-                )
+                RequestError::ReadBody(e)
             }
         })?;
         // Thanos checks size_bytes_limit against the compressed and the decompressed size; the
@@ -257,13 +291,7 @@ impl App {
                     }
                 }
             }
-            _ => Err((
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no ring and no local storage",
-                ),
-                0,
-            )),
+            _ => Err((RequestError::NoStorage.into(), 0)),
         };
         let answer = match stored {
             Ok(()) => {
@@ -314,13 +342,6 @@ impl DecodeBuffers {
     }
 }
 
-fn too_large(len: usize, limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body of {len} bytes exceeds the limit of {limit} bytes"),
-    )
-}
-
 /// 204 when every series was valid, else 400 naming the invalid ones (the valid ones are stored).
 fn partial_answer(req: &WriteRequest<'_>, samples_written: usize) -> WriteAnswer {
     if req.invalid.is_empty() {
@@ -358,14 +379,14 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 
 async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let tenant = app
-        .tenant(&headers)
-        .map(Cow::into_owned)
-        .unwrap_or_default();
-    let answer = app
-        .write(&headers, body)
-        .await
-        .unwrap_or_else(WriteAnswer::from);
+    let resolved = app.tenant(&headers);
+    let answer = match &resolved {
+        Ok(tenant) => app.write(tenant, &headers, body).await,
+        Err(e) => Err(ApiError::of(e)),
+    }
+    .unwrap_or_else(WriteAnswer::from);
+    // A refused tenant is logged and counted as "".
+    let tenant = resolved.map(|t| t.to_string()).unwrap_or_default();
     let status = answer.status.as_u16();
     if answer.status.is_server_error() {
         tracing::warn!(tenant, status, error = %answer.message, "write failed");
@@ -396,27 +417,20 @@ async fn write_method_not_allowed(method: axum::http::Method, uri: axum::http::U
 
 async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let tenant = app
-        .tenant(&headers)
-        .map(Cow::into_owned)
-        .unwrap_or_default();
+    let resolved = app.tenant(&headers);
     let result = async {
-        let tenant = app.tenant(&headers)?;
-        let tenant = &*tenant;
+        let tenant = resolved.as_ref().map_err(ApiError::of)?.as_str();
         let req = query::decode_request(&body, app.config.limits.max_decompressed_bytes)?;
         let resp = match (&app.router, &app.ingestor) {
             (Some(router), _) => query::read_fanout(router, tenant, &req).await?,
-            (None, Some(ingestor)) => query::read_local(ingestor, tenant, &req)?,
-            (None, None) => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no storage to read",
-                ))
-            }
+            (None, Some(ingestor)) => query::read_local(ingestor, tenant, &req).await?,
+            (None, None) => return Err(RequestError::NothingToRead.into()),
         };
         Ok::<_, ApiError>(query::encode_response(&resp))
     }
     .await;
+    // A refused tenant is logged and counted as "".
+    let tenant = resolved.map(|t| t.to_string()).unwrap_or_default();
     let response = match result {
         Ok(body) => (
             [
@@ -427,7 +441,7 @@ async fn read(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> R
         )
             .into_response(),
         Err(e) => {
-            tracing::warn!(tenant, status = e.status.as_u16(), error = %e.message, "read failed");
+            tracing::warn!(tenant, status = e.status().as_u16(), error = %e.message, "read failed");
             e.into_response()
         }
     };
@@ -499,8 +513,7 @@ pub struct IngestGrpc {
 
 impl IngestGrpc {
     async fn write(ingestor: Arc<Ingestor>, body: Bytes) -> Result<(), Status> {
-        let decode =
-            |b| remote_write::decode_thanos_write(b).map_err(|e| status::decode_grpc_status(&e));
+        let decode = |b| remote_write::decode_thanos_write(b).map_err(|e| status::grpc_status(&e));
         let req = decode(&body)?;
         if req.tenant_batches == 0 {
             // The classic form, decoded once.
@@ -508,8 +521,8 @@ impl IngestGrpc {
         }
         // Per-tenant batches (field 4) replace fields 1 and 2, as in Thanos. Every tenant is
         // written even when an earlier one failed; the first error is reported.
-        let batches = remote_write::thanos_tenant_batches(&body)
-            .map_err(|e| status::decode_grpc_status(&e))?;
+        let batches =
+            remote_write::thanos_tenant_batches(&body).map_err(|e| status::grpc_status(&e))?;
         let mut first_err = None;
         for batch in batches {
             // Per-series rejection lists index one batch; they cannot describe the whole call.
@@ -529,21 +542,23 @@ impl IngestGrpc {
     ) -> Result<(), Status> {
         let tenant = req
             .tenant
-            .ok_or_else(|| Status::invalid_argument("replicated write without a tenant"))?;
+            .ok_or_else(|| status::grpc_status(&RequestError::NoTenant))?;
         let series: Vec<&Series> = req.series.iter().collect();
         if let Err(e) = ingestor.write(tenant, &req, &series).await {
             tracing::debug!(tenant, error = %e, "replicated write failed");
-            let mut st = status::ingest_grpc_status(&e);
-            if !counts || !req.invalid.is_empty() {
-                // Invalid series were dropped from `series`: indexes would not match the router's.
-                st.metadata_mut()
-                    .remove_bin(crate::grpc::REJECTED_SERIES_METADATA);
+            let mut st = status::grpc_status(&e);
+            // Invalid series were dropped from `series`: their indexes would not match the
+            // router's, so the rejection list is only sent for a request that had none.
+            if let IngestError::Conflict { stats, .. } = &e {
+                if counts && req.invalid.is_empty() {
+                    attach_rejected_series(&mut st, &stats.rejected_series);
+                }
             }
             return Err(st);
         }
         if let Some(inv) = req.invalid.first() {
             // Thanos counts label problems as conflicts: the valid series are stored.
-            return Err(status::ingest_grpc_status(&IngestError::Conflict {
+            return Err(status::grpc_status(&IngestError::Conflict {
                 stats: Default::default(),
                 message: format!("{} invalid series: {}", req.invalid.len(), inv.reason),
             }));
@@ -565,10 +580,25 @@ impl GrpcHandler for IngestGrpc {
         let ingestor = self.ingestor.clone();
         Box::pin(async move {
             let req = proto::prompb::ReadRequest::decode(body)
-                .map_err(|e| status::read_grpc_status(&ReadError::BadRequest(e.to_string())))?;
+                .map_err(|e| status::grpc_status(&ReadError::Protobuf(e)))?;
             let resp = query::read_local(&ingestor, &tenant, &req)
-                .map_err(|e| status::read_grpc_status(&e))?;
+                .await
+                .map_err(|e| status::grpc_status(&e))?;
             Ok(Bytes::from(query::encode_read_response(&resp)))
         })
+    }
+}
+
+/// Lists a conflict's partly rejected series in its answer, so the router counts what a write
+/// quorum stored instead of failing every series it sent.
+fn attach_rejected_series(status: &mut Status, rejected: &[(u32, u32)]) {
+    if rejected.is_empty() {
+        return;
+    }
+    if let Some(b) = crate::grpc::encode_rejected_series(rejected) {
+        status.metadata_mut().insert_bin(
+            crate::grpc::REJECTED_SERIES_METADATA,
+            tonic::metadata::MetadataValue::from_bytes(&b),
+        );
     }
 }

@@ -4,6 +4,7 @@ pub mod block;
 pub mod checkpoint;
 pub mod chunkenc;
 pub mod chunks;
+pub mod class;
 pub mod db;
 pub mod head;
 pub mod index;
