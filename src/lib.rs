@@ -7,6 +7,7 @@
 //! the HTTP and gRPC front ends and [`run`] wires a subcommand together.
 
 pub mod cli;
+pub mod duration;
 pub mod failpoint;
 pub mod grpc;
 pub mod ingest;
