@@ -33,7 +33,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::objstore::Bucket;
-use crate::tsdb::block::Ulid;
+use crate::tsdb::block::{list_block_dirs, Ulid};
 
 /// Name of the shipper's state file in a tenant directory (Thanos' `DefaultMetaFilename`).
 pub const STATE_FILE: &str = "thanos.shipper.json";
@@ -202,23 +202,7 @@ fn read_meta_value(dir: &Path) -> Result<Option<Value>, ShipError> {
 /// oldest `minTime` first (ties by ULID).
 fn local_blocks(dir: &Path) -> Result<Vec<LocalBlock>, ShipError> {
     let mut blocks = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(blocks),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        let Ok(ulid) = name.parse::<Ulid>() else {
-            continue;
-        };
-        let bdir = entry.path();
-        if !bdir.is_dir() {
-            continue;
-        }
+    for (ulid, bdir) in list_block_dirs(dir).map_err(io_err(dir))? {
         let Some(meta) = read_meta_value(&bdir)? else {
             continue;
         };

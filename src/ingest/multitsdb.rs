@@ -83,7 +83,11 @@ impl MultiTsdb {
             }),
             ..self.opts.clone()
         };
-        Db::open(&self.dir(tenant), opts).map_err(|e| IngestError::Open {
+        let dir = self.dir(tenant);
+        // The shipper's record of uploaded blocks bounds replay past a damaged, uploaded block;
+        // unreadable, it counts as none uploaded (the block's samples are then replayed).
+        let uploaded = crate::shipper::uploaded(&dir).unwrap_or_default();
+        Db::open_with_uploaded(&dir, opts, &uploaded).map_err(|e| IngestError::Open {
             tenant: tenant.to_string(),
             message: e.to_string(),
         })

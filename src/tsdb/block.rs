@@ -313,6 +313,31 @@ pub fn read_meta(block_dir: &Path) -> Result<BlockMeta, BlockError> {
     })
 }
 
+/// The finished blocks of a tenant directory: its subdirectories named by a ULID (never the
+/// `.tmp-for-creation` / `.tmp-for-deletion` ones of a cut or delete in progress), sorted by
+/// ULID. A missing directory has none.
+pub fn list_block_dirs(dir: &Path) -> std::io::Result<Vec<(Ulid, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(ulid) = name.to_str().and_then(|n| n.parse::<Ulid>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        if path.is_dir() {
+            out.push((ulid, path));
+        }
+    }
+    out.sort_unstable_by_key(|(u, _)| *u);
+    Ok(out)
+}
+
 /// Number of samples of an XOR chunk (its 2-byte big-endian header).
 fn chunk_samples(data: &[u8]) -> Option<u16> {
     (data.len() >= 2).then(|| u16::from_be_bytes([data[0], data[1]]))

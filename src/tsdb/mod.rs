@@ -1,5 +1,6 @@
 //! Per-tenant TSDB: WAL, head, chunks.
 
+pub mod batch;
 pub mod block;
 pub mod checkpoint;
 pub mod chunkenc;
@@ -14,3 +15,5 @@ pub mod record;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod wlog;
+
+pub use batch::{AppendBatch, Sample};
