@@ -255,11 +255,6 @@ impl CommitLog {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// Whether the last write or fsync failed and the log has not recovered yet.
-    pub fn is_broken(&self) -> bool {
-        self.shared.state.lock().broken.is_some()
-    }
-
     /// Asks the WAL thread to start a new segment and waits until it has (or exited).
     pub fn cut_segment(&self) {
         let mut st = self.shared.state.lock();
