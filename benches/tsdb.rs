@@ -251,7 +251,7 @@ fn db(c: &mut Criterion, base: &[OwnedSeries]) {
                 let db = &db;
                 rt.block_on(futures::future::join_all(ws.iter().map(|w| {
                     let refs: Vec<&Series> = w.series.iter().collect();
-                    async move { db.append(&w.req, &refs).await }
+                    async move { db.append(&w.req.batch(&refs)).await }
                 })))
                 .into_iter()
                 .for_each(|r| {

@@ -12,6 +12,7 @@
 
 pub mod blocking;
 pub mod cli;
+pub mod duration;
 pub mod error;
 pub mod failpoint;
 pub mod grpc;

@@ -210,7 +210,7 @@ pub fn parse(yaml: &str, path: Option<&Path>) -> Result<LimitsConfig, LimitsConf
         ..LimitsConfig::default()
     };
     if let Some(w) = &global.max_concurrency_wait {
-        cfg.max_concurrency_wait = crate::cli::parse_duration(w)
+        cfg.max_concurrency_wait = crate::duration::parse_duration(w)
             .map_err(|e| invalid(format!("write.global.max_concurrency_wait: {e}")))?;
     }
     if global.meta_monitoring_url.is_some() {

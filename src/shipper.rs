@@ -19,7 +19,7 @@
 //! [`sync_all_until_done`] is for shutdown. [`expired_uploaded_blocks`] tells the TSDB which
 //! blocks it may delete.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,11 +29,10 @@ use bytes::BytesMut;
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::objstore::Bucket;
-use crate::tsdb::block::Ulid;
+use crate::tsdb::block::{list_block_dirs, BlockError, MetaFile, MetaFileEntry, Ulid};
 
 /// Name of the shipper's state file in a tenant directory (Thanos' `DefaultMetaFilename`).
 pub const STATE_FILE: &str = "thanos.shipper.json";
@@ -182,61 +181,36 @@ impl LocalBlock {
     }
 }
 
-fn read_meta_value(dir: &Path) -> Result<Option<Value>, ShipError> {
-    let path = dir.join("meta.json");
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        // Deleted (by retention) since it was listed.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    serde_json::from_slice(&data)
-        .map(Some)
-        .map_err(|e| ShipError::Meta {
+/// A block's meta.json: `Ok(None)` if it is gone (deleted by retention since it was listed).
+fn read_block_meta(dir: &Path) -> Result<Option<MetaFile>, ShipError> {
+    match MetaFile::read(dir) {
+        Ok(m) => Ok(Some(m)),
+        Err(BlockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(BlockError::Io { path, source }) => Err(ShipError::Io { path, source }),
+        Err(e) => Err(ShipError::Meta {
             path: dir.to_path_buf(),
             msg: format!("meta.json: {e}"),
-        })
+        }),
+    }
 }
 
 /// The finished blocks of a tenant directory (subdirectories named by a ULID with a meta.json),
 /// oldest `minTime` first (ties by ULID).
 fn local_blocks(dir: &Path) -> Result<Vec<LocalBlock>, ShipError> {
     let mut blocks = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(blocks),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+    for (ulid, bdir) in list_block_dirs(dir).map_err(io_err(dir))? {
+        let Some(meta) = read_block_meta(&bdir)? else {
             continue;
         };
-        let Ok(ulid) = name.parse::<Ulid>() else {
-            continue;
-        };
-        let bdir = entry.path();
-        if !bdir.is_dir() {
-            continue;
-        }
-        let Some(meta) = read_meta_value(&bdir)? else {
-            continue;
-        };
-        let bad = |msg: &str| ShipError::Meta {
-            path: bdir.clone(),
-            msg: format!("meta.json: {msg}"),
-        };
-        let min_time = meta["minTime"].as_i64().ok_or_else(|| bad("no minTime"))?;
-        let max_time = meta["maxTime"].as_i64().ok_or_else(|| bad("no maxTime"))?;
-        let level = meta["compaction"]["level"].as_i64().unwrap_or(0);
-        let num_samples = meta["stats"]["numSamples"].as_u64().unwrap_or(0);
         blocks.push(LocalBlock {
             ulid,
             dir: bdir,
-            min_time,
-            max_time,
-            level,
-            num_samples,
+            min_time: meta.min_time,
+            max_time: meta.max_time,
+            level: i64::from(meta.compaction.level),
+            num_samples: meta.stats.num_samples,
         });
     }
     blocks.sort_by_key(|b| (b.min_time, b.ulid));
@@ -321,61 +295,6 @@ fn rfc3339_nano(t: SystemTime) -> String {
     s
 }
 
-/// Default `thanos.downsample` of a meta.json that lacks it.
-fn default_downsample() -> Value {
-    serde_json::json!({"resolution": 0})
-}
-
-fn empty_object() -> Value {
-    Value::Object(Default::default())
-}
-
-/// A block's meta.json in Prometheus' and Thanos' field order; unknown fields are kept.
-#[derive(Serialize, Deserialize)]
-struct MetaDoc {
-    ulid: Value,
-    #[serde(rename = "minTime")]
-    min_time: Value,
-    #[serde(rename = "maxTime")]
-    max_time: Value,
-    #[serde(default = "empty_object")]
-    stats: Value,
-    #[serde(default = "empty_object")]
-    compaction: Value,
-    #[serde(default)]
-    version: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    thanos: Option<ThanosDoc>,
-    #[serde(flatten)]
-    other: BTreeMap<String, Value>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ThanosDoc {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    version: Option<Value>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default = "default_downsample")]
-    downsample: Value,
-    #[serde(default)]
-    source: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    segment_files: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    files: Option<Vec<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rewrites: Option<Value>,
-    #[serde(default = "empty_object")]
-    index_stats: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    extensions: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    upload_time: Option<String>,
-    #[serde(flatten)]
-    other: BTreeMap<String, Value>,
-}
-
 /// The files of a block to upload, in upload order (chunk segments sorted, then `index`), with
 /// their sizes; `meta.json` comes after them and is not listed.
 fn block_files(bdir: &Path) -> Result<Vec<(String, u64)>, ShipError> {
@@ -433,26 +352,20 @@ fn upload_meta(bdir: &Path, files: &[(String, u64)]) -> Result<Vec<u8>, ShipErro
         path: bdir.to_path_buf(),
         msg,
     };
-    let data = std::fs::read(&path).map_err(io_err(&path))?;
-    let mut meta: MetaDoc =
-        serde_json::from_slice(&data).map_err(|e| bad(format!("meta.json: {e}")))?;
+    let Some(mut meta) = read_block_meta(bdir)? else {
+        return Err(io_err(&path)(std::io::ErrorKind::NotFound.into()));
+    };
     let Some(thanos) = meta.thanos.as_mut().filter(|t| !t.labels.is_empty()) else {
         return Err(bad(
             "empty external labels are not allowed for Thanos block (meta.json has no thanos.labels)"
                 .into(),
         ));
     };
-    let mut listed: Vec<Value> = files
+    let mut listed: Vec<MetaFileEntry> = files
         .iter()
-        .map(|(rel, size)| {
-            if *size == 0 {
-                serde_json::json!({ "rel_path": rel })
-            } else {
-                serde_json::json!({ "rel_path": rel, "size_bytes": size })
-            }
-        })
+        .map(|(rel, size)| MetaFileEntry::new(rel.as_str(), *size))
         .collect();
-    listed.push(serde_json::json!({ "rel_path": "meta.json" }));
+    listed.push(MetaFileEntry::new("meta.json", 0));
     thanos.files = Some(listed);
     let segments: Vec<String> = files
         .iter()
@@ -460,7 +373,7 @@ fn upload_meta(bdir: &Path, files: &[(String, u64)]) -> Result<Vec<u8>, ShipErro
         .collect();
     thanos.segment_files = (!segments.is_empty()).then_some(segments);
     thanos.upload_time = Some(rfc3339_nano(SystemTime::now()));
-    crate::tsdb::block::encode_go_json(&meta, true)
+    meta.encode()
         .map_err(|e| bad(format!("encode meta.json: {e}")))
 }
 
@@ -851,6 +764,8 @@ pub(crate) mod tests {
         PutMultipartOptions, PutOptions, PutPayload, PutResult,
     };
     use parking_lot::Mutex;
+    use serde_json::Value;
+    use std::collections::BTreeMap;
 
     const RANGE: i64 = 7_200_000;
 

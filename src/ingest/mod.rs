@@ -146,7 +146,7 @@ impl Ingestor {
         let db = self.tsdbs.get_or_open(tenant).await?;
         let started = std::time::Instant::now();
         let max_series = self.limits.head_series_limit(tenant);
-        let result = db.append_limited(req, series, max_series).await;
+        let result = db.append_limited(&req.batch(series), max_series).await;
         // Append + group-commit wait: what a write spends in the TSDB, apart from decoding.
         metrics::histogram!("ringest_tsdb_append_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -194,12 +194,17 @@ impl Ingestor {
             return Err(IngestError::NotReady);
         }
         tenancy::validate(tenant)?;
-        Ok(match self.tsdbs.get(tenant) {
-            Some(db) => db
-                .select(mint, maxt, matchers)
-                .map_err(IngestError::Select)?,
-            None => Vec::new(),
-        })
+        let Some(db) = self.tsdbs.get(tenant) else {
+            return Ok(Vec::new());
+        };
+        let got = db
+            .select(mint, maxt, matchers)
+            .map_err(IngestError::Select)?;
+        if db.has_suspect_blocks() {
+            // The read stopped serving a damaged block; maintenance moves it aside soon.
+            self.compact_wake.notify_one();
+        }
+        Ok(got)
     }
 
     /// Syncs and closes every TSDB.
@@ -227,6 +232,22 @@ impl Ingestor {
             }
         }
         blocks
+    }
+
+    /// Quarantines the blocks reads found damaged, in every tenant (reads only stop serving
+    /// them, so that no query does the file moves). Blocking. Returns the number moved.
+    pub fn quarantine_suspect_blocks(&self) -> usize {
+        let mut moved = 0;
+        for (tenant, db) in self.tsdbs.tenants() {
+            match db.quarantine_suspect_blocks() {
+                Ok(n) => moved += n,
+                // Still not served; the next maintenance tries again.
+                Err(e) => {
+                    tracing::error!(%tenant, error = %e, "quarantining a damaged block failed")
+                }
+            }
+        }
+        moved
     }
 
     /// Shutdown: writes every head out as blocks (after [`Ingestor::close`]). Blocking.
@@ -273,9 +294,9 @@ impl Ingestor {
         deleted
     }
 
-    /// Background upkeep until `stop`: cuts blocks when a head turns compactable (woken by
-    /// writes, or every `check_interval`), wakes the shipper after each cut, and applies
-    /// retention every minute.
+    /// Background upkeep until `stop`: quarantines blocks reads found damaged (woken by such a
+    /// read), cuts blocks when a head turns compactable (woken by writes, or every
+    /// `check_interval`), wakes the shipper after each cut, and applies retention every minute.
     pub async fn run_maintenance(
         self: Arc<Self>,
         check_interval: Duration,
@@ -295,12 +316,15 @@ impl Ingestor {
                 continue;
             }
             let me = self.clone();
-            let cut = tokio::task::spawn_blocking(move || me.compact())
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "block cut panicked");
-                    0
-                });
+            let cut = tokio::task::spawn_blocking(move || {
+                me.quarantine_suspect_blocks();
+                me.compact()
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "block cut panicked");
+                0
+            });
             if cut > 0 {
                 if let Some(w) = &shipper_wake {
                     w.notify_one();
@@ -355,7 +379,31 @@ fn record_written(tenant: &str, stats: &AppendStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tsdb::testutil::req;
+    use crate::remote_write::{Label, Sample};
+    use crate::tsdb::testutil::TestSeries;
+
+    /// Builds a decoded write request; labels of each series are sorted here.
+    fn req<'a>(series: &[TestSeries<'a>]) -> WriteRequest<'a> {
+        let mut r = WriteRequest::default();
+        for (labels, samples) in series {
+            let mut labels = labels.clone();
+            labels.sort();
+            let l0 = r.labels.len() as u32;
+            let s0 = r.samples.len() as u32;
+            r.labels
+                .extend(labels.iter().map(|&(name, value)| Label { name, value }));
+            r.samples.extend(
+                samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { timestamp, value }),
+            );
+            r.series.push(Series {
+                labels: l0..r.labels.len() as u32,
+                samples: s0..r.samples.len() as u32,
+            });
+        }
+        r
+    }
 
     const H: i64 = 3_600_000;
 
@@ -458,7 +506,7 @@ mod tests {
         ing.replay().unwrap();
         let now = now_ms();
         fn write<'a>(names: &[&'a str], t: i64) -> WriteRequest<'a> {
-            let series: Vec<crate::tsdb::testutil::TestSeries<'a>> = names
+            let series: Vec<TestSeries<'a>> = names
                 .iter()
                 .map(|n| (vec![("__name__", *n)], vec![(t, 1.0)]))
                 .collect();

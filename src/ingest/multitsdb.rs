@@ -137,7 +137,10 @@ impl MultiTsdb {
 
 /// Opens (replays) the TSDB of `tenant` in `dir`. Blocking.
 fn open_at(tenant: &str, dir: &Path, opts: DbOptions) -> Result<Db, IngestError> {
-    Db::open(dir, opts).map_err(|source| IngestError::Open {
+    // The shipper's record of uploaded blocks bounds replay past a damaged, uploaded block;
+    // unreadable, it counts as none uploaded (the block's samples are then replayed).
+    let uploaded = crate::shipper::uploaded(dir).unwrap_or_default();
+    Db::open_with_uploaded(dir, opts, &uploaded).map_err(|source| IngestError::Open {
         tenant: tenant.to_string(),
         source,
     })

@@ -37,6 +37,8 @@ mod tests;
 
 use std::ops::Range;
 
+use crate::tsdb::AppendBatch;
+
 pub use encode::{
     encode_thanos_trailer, encode_thanos_write, encode_timeseries, encode_timeseries_sized,
     encode_v1, encode_v2, timeseries_body_len, timeseries_field_len, V2Encoder,
@@ -67,14 +69,9 @@ pub struct Label<'a> {
     pub value: &'a str,
 }
 
-/// One float sample. Compare values by bits: the stale marker is a NaN.
-#[derive(Clone, Copy, Debug)]
-pub struct Sample {
-    /// Milliseconds since the Unix epoch.
-    pub timestamp: i64,
-    /// The value, bit-exact as received.
-    pub value: f64,
-}
+/// One float sample: the TSDB's own type, decoded straight into, so an append reads the
+/// request's samples in place.
+pub use crate::tsdb::Sample;
 
 /// A valid series: ranges into [`WriteRequest::labels`] and [`WriteRequest::samples`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +134,12 @@ impl<'a> WriteRequest<'a> {
             .unwrap_or_default()
     }
 
+    /// `series` (of this request) as a TSDB append batch, read in place.
+    #[inline]
+    pub fn batch<'r>(&'r self, series: &'r [&'r Series]) -> SeriesBatch<'r, 'a> {
+        SeriesBatch { req: self, series }
+    }
+
     /// Float samples in valid series: what a successful write stores.
     #[inline]
     pub fn num_samples(&self) -> usize {
@@ -191,6 +194,38 @@ impl<'a> WriteRequest<'a> {
             tenant: None,
             replica: 0,
             tenant_batches: 0,
+        }
+    }
+}
+
+/// Some series of a [`WriteRequest`] seen as a TSDB append batch: labels and samples are
+/// borrowed from the request, nothing is copied.
+#[derive(Clone, Copy, Debug)]
+pub struct SeriesBatch<'r, 'a> {
+    req: &'r WriteRequest<'a>,
+    series: &'r [&'r Series],
+}
+
+impl AppendBatch for SeriesBatch<'_, '_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    #[inline]
+    fn labels(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        let labels = match self.series.get(i) {
+            Some(s) => self.req.series_labels(s),
+            None => &[],
+        };
+        labels.iter().map(|l| (l.name, l.value))
+    }
+
+    #[inline]
+    fn samples(&self, i: usize) -> &[Sample] {
+        match self.series.get(i) {
+            Some(s) => self.req.series_samples(s),
+            None => &[],
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Test helpers shared by the TSDB tests: running promtool and parsing `promtool tsdb dump`
 //! (both through the `testkit` crate the end-to-end tests use), and building decoded requests.
 
-use crate::remote_write::{Label, Sample, Series, WriteRequest};
+use crate::tsdb::batch::{AppendBatch, Sample};
 use crate::tsdb::labels::Labels;
 use std::collections::HashMap;
 
@@ -61,25 +61,44 @@ pub(crate) fn assert_dump_eq(
 /// A test series: label pairs and `(t, v)` samples.
 pub(crate) type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
 
-/// Builds a decoded write request; labels of each series are sorted here.
-pub(crate) fn req<'a>(series: &[TestSeries<'a>]) -> WriteRequest<'a> {
-    let mut r = WriteRequest::default();
-    for (labels, samples) in series {
-        let mut labels = labels.clone();
-        labels.sort();
-        let l0 = r.labels.len() as u32;
-        let s0 = r.samples.len() as u32;
-        r.labels
-            .extend(labels.iter().map(|&(name, value)| Label { name, value }));
-        r.samples.extend(
-            samples
-                .iter()
-                .map(|&(timestamp, value)| Sample { timestamp, value }),
-        );
-        r.series.push(Series {
-            labels: l0..r.labels.len() as u32,
-            samples: s0..r.samples.len() as u32,
-        });
+/// One series of a [`TestBatch`]: sorted label pairs and samples.
+pub(crate) type BatchSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<Sample>);
+
+/// An append batch owned by a test: each series' sorted label pairs and its samples.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TestBatch<'a> {
+    /// The series, in append order.
+    pub(crate) series: Vec<BatchSeries<'a>>,
+}
+
+impl AppendBatch for TestBatch<'_> {
+    fn len(&self) -> usize {
+        self.series.len()
     }
-    r
+
+    fn labels(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        self.series[i].0.iter().copied()
+    }
+
+    fn samples(&self, i: usize) -> &[Sample] {
+        &self.series[i].1
+    }
+}
+
+/// Builds an append batch; labels of each series are sorted here.
+pub(crate) fn batch<'a>(series: &[TestSeries<'a>]) -> TestBatch<'a> {
+    TestBatch {
+        series: series
+            .iter()
+            .map(|(labels, samples)| {
+                let mut labels = labels.clone();
+                labels.sort();
+                let samples = samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { timestamp, value })
+                    .collect();
+                (labels, samples)
+            })
+            .collect(),
+    }
 }

@@ -12,11 +12,15 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::tsdb::chunks::{sync_dir, ChunkWriter, DEFAULT_MAX_SEGMENT_SIZE};
 use crate::tsdb::index::{write_index, IndexChunk};
 use crate::tsdb::labels::Labels;
+
+mod meta;
+
+pub use meta::{
+    read_meta, BlockMeta, MetaCompaction, MetaFile, MetaFileEntry, MetaStats, MetaThanos, Unknown,
+};
 
 /// Errors from writing or reading block files.
 #[derive(Debug, thiserror::Error)]
@@ -183,134 +187,29 @@ pub struct ThanosMeta {
     pub source: String,
 }
 
-#[derive(Serialize)]
-struct MetaJson<'a> {
-    ulid: String,
-    #[serde(rename = "minTime")]
-    min_time: i64,
-    #[serde(rename = "maxTime")]
-    max_time: i64,
-    stats: StatsJson,
-    compaction: CompactionJson,
-    version: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thanos: Option<ThanosJson<'a>>,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-
-#[derive(Serialize, Deserialize, Default)]
-#[serde(default)]
-struct StatsJson {
-    #[serde(rename = "numSamples", skip_serializing_if = "is_zero")]
-    num_samples: u64,
-    #[serde(rename = "numSeries", skip_serializing_if = "is_zero")]
-    num_series: u64,
-    #[serde(rename = "numChunks", skip_serializing_if = "is_zero")]
-    num_chunks: u64,
-}
-
-#[derive(Serialize, Deserialize, Default)]
-#[serde(default)]
-struct CompactionJson {
-    level: u32,
-    sources: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct ThanosJson<'a> {
-    labels: &'a BTreeMap<String, String>,
-    downsample: DownsampleJson,
-    source: &'a str,
-    segment_files: Vec<String>,
-    files: Vec<FileJson>,
-    /// Go's `omitempty` never omits a struct: Thanos always writes `"index_stats": {}`.
-    index_stats: IndexStatsJson,
-}
-
-#[derive(Serialize)]
-struct IndexStatsJson {}
-
-#[derive(Serialize)]
-struct DownsampleJson {
-    resolution: i64,
-}
-
-#[derive(Serialize)]
-struct FileJson {
-    rel_path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    size_bytes: Option<u64>,
-}
-
-/// What a block's meta.json says (Prometheus fields and the Thanos external labels).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockMeta {
-    /// The block's ULID.
-    pub ulid: Ulid,
-    /// First timestamp covered (inclusive).
-    pub min_time: i64,
-    /// End of the covered range (exclusive).
-    pub max_time: i64,
-    /// Number of samples (0 when absent).
-    pub num_samples: u64,
-    /// Number of series (0 when absent).
-    pub num_series: u64,
-    /// Number of chunks (0 when absent).
-    pub num_chunks: u64,
-    /// Compaction level (1 for a block cut from the head).
-    pub compaction_level: u32,
-    /// Thanos external labels (empty without a Thanos section).
-    pub thanos_labels: BTreeMap<String, String>,
-}
-
-/// meta.json as read: unknown fields (Prometheus's other stats, Thanos's files, ...) are ignored.
-#[derive(Deserialize)]
-struct MetaIn {
-    ulid: String,
-    #[serde(rename = "minTime")]
-    min_time: i64,
-    #[serde(rename = "maxTime")]
-    max_time: i64,
-    #[serde(default)]
-    stats: StatsJson,
-    #[serde(default)]
-    compaction: CompactionJson,
-    version: u32,
-    #[serde(default)]
-    thanos: Option<ThanosIn>,
-}
-
-#[derive(Deserialize)]
-struct ThanosIn {
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-/// Reads and checks `<block_dir>/meta.json` (version 1, a valid ULID); errors name the file.
-pub fn read_meta(block_dir: &Path) -> Result<BlockMeta, BlockError> {
-    let path = block_dir.join("meta.json");
-    let raw = std::fs::read(&path).map_err(|e| BlockError::io(&path, e))?;
-    let bad = |m: String| BlockError::Corrupt(format!("{}: {m}", path.display()));
-    let m: MetaIn = serde_json::from_slice(&raw).map_err(|e| bad(format!("invalid: {e}")))?;
-    if m.version != 1 {
-        return Err(bad(format!("unsupported version {}", m.version)));
+/// The finished blocks of a tenant directory: its subdirectories named by a ULID (never the
+/// `.tmp-for-creation` / `.tmp-for-deletion` ones of a cut or delete in progress), sorted by
+/// ULID. A missing directory has none.
+pub fn list_block_dirs(dir: &Path) -> std::io::Result<Vec<(Ulid, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(ulid) = name.to_str().and_then(|n| n.parse::<Ulid>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        if path.is_dir() {
+            out.push((ulid, path));
+        }
     }
-    Ok(BlockMeta {
-        ulid: m
-            .ulid
-            .parse()
-            .map_err(|_| bad(format!("bad ulid {:?}", m.ulid)))?,
-        min_time: m.min_time,
-        max_time: m.max_time,
-        num_samples: m.stats.num_samples,
-        num_series: m.stats.num_series,
-        num_chunks: m.stats.num_chunks,
-        compaction_level: m.compaction.level,
-        thanos_labels: m.thanos.map(|t| t.labels).unwrap_or_default(),
-    })
+    out.sort_unstable_by_key(|(u, _)| *u);
+    Ok(out)
 }
 
 /// Number of samples of an XOR chunk (its 2-byte big-endian header).
@@ -346,42 +245,6 @@ fn check_chunks(s: &BlockSeries<'_>, mint: i64, maxt: i64) -> Result<u64, BlockE
         prev_maxt = Some(c.maxt);
     }
     Ok(samples)
-}
-
-/// Encodes meta.json as Prometheus (`MarshalIndent(.., "", "\t")`) or, with a Thanos section, as
-/// Thanos (`json.Encoder` with a tab indent, hence a trailing newline).
-fn encode_meta(meta: &MetaJson<'_>) -> Result<Vec<u8>, BlockError> {
-    Ok(encode_go_json(meta, meta.thanos.is_some())?)
-}
-
-/// JSON as Go's encoder writes it with a tab indent: like Go, `<`, `>`, `&`, U+2028 and U+2029
-/// are escaped (they can only occur inside strings, so escaping the output is safe); Go's
-/// `json.Encoder` ends with a newline, `MarshalIndent` does not.
-pub(crate) fn encode_go_json<T: Serialize + ?Sized>(
-    v: &T,
-    trailing_newline: bool,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    v.serialize(&mut ser)?;
-    // serde_json writes valid UTF-8.
-    let text = String::from_utf8_lossy(&out);
-    let mut escaped = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '<' => escaped.push_str("\\u003c"),
-            '>' => escaped.push_str("\\u003e"),
-            '&' => escaped.push_str("\\u0026"),
-            '\u{2028}' => escaped.push_str("\\u2028"),
-            '\u{2029}' => escaped.push_str("\\u2029"),
-            c => escaped.push(c),
-        }
-    }
-    if trailing_newline {
-        escaped.push('\n');
-    }
-    Ok(escaped.into_bytes())
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), BlockError> {
@@ -572,47 +435,52 @@ impl BlockWriter {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    files.push(FileJson {
-                        rel_path: format!("chunks/{name}"),
+                    files.push(MetaFileEntry {
                         size_bytes: Some(size),
+                        ..MetaFileEntry::new(format!("chunks/{name}"), 0)
                     });
                     segment_files.push(name);
                 }
-                files.push(FileJson {
-                    rel_path: "index".into(),
+                files.push(MetaFileEntry {
                     size_bytes: Some(index_size),
+                    ..MetaFileEntry::new("index", 0)
                 });
-                files.push(FileJson {
-                    rel_path: "meta.json".into(),
-                    size_bytes: None,
-                });
-                Some(ThanosJson {
-                    labels: &t.labels,
-                    downsample: DownsampleJson { resolution: 0 },
-                    source: &t.source,
-                    segment_files,
-                    files,
-                    index_stats: IndexStatsJson {},
+                files.push(MetaFileEntry::new("meta.json", 0));
+                Some(MetaThanos {
+                    version: None,
+                    labels: t.labels.clone(),
+                    downsample: serde_json::json!({"resolution": 0}),
+                    source: t.source.clone(),
+                    segment_files: Some(segment_files),
+                    files: Some(files),
+                    rewrites: None,
+                    index_stats: serde_json::Value::Object(Default::default()),
+                    extensions: None,
+                    upload_time: None,
+                    other: Default::default(),
                 })
             }
         };
-        let meta = MetaJson {
+        let meta = MetaFile {
             ulid: ulid.to_string(),
             min_time: self.mint,
             max_time: self.maxt,
-            stats: StatsJson {
+            stats: MetaStats {
                 num_samples: self.num_samples,
                 num_series: self.entries.len() as u64,
                 num_chunks: self.num_chunks,
+                other: Default::default(),
             },
-            compaction: CompactionJson {
+            compaction: MetaCompaction {
                 level: 1,
                 sources: vec![ulid.to_string()],
+                other: Default::default(),
             },
             version: 1,
             thanos,
+            other: Default::default(),
         };
-        write_synced(&tmp.join("meta.json"), &encode_meta(&meta)?)?;
+        write_synced(&tmp.join("meta.json"), &meta.encode()?)?;
         sync_dir(tmp)
     }
 }

@@ -12,16 +12,20 @@
 //! this order: too far in the future, out of bounds (`t < max(headMaxT - chunkRange/2,
 //! minValidTime)`), then against the series' last sample: older is out of order, same timestamp
 //! with different value bits is a duplicate, same timestamp and bits is silently accepted.
-//! Chunk cutting follows `memSeries.appendPreprocessor`.
+//! Chunk cutting follows `memSeries.appendPreprocessor`. The hash stripes, their postings and
+//! the hashers they use live in `stripe.rs`.
 
 use crate::tsdb::chunkenc::{iter_bytes, XorChunk};
 use crate::tsdb::labels::{packed_hash, Labels};
 use crate::tsdb::matcher::{MatchType, Matcher};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+mod stripe;
+
+use stripe::{value_hash, HashStripe};
+pub use stripe::{IdHasher, IdMap, NameHasher};
 
 /// Prometheus `chunkenc.MaxBytesPerXORChunk - 19`: a chunk larger than this is cut before appending.
 pub const MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND: usize = 1024 - 19;
@@ -352,225 +356,6 @@ impl SeriesData {
                 out.extend(c.chunk.iter().filter(keep));
             }
         }
-    }
-}
-
-/// Hasher for `u64` keys that are already hashes or dense ids: a cheap mixer instead of SipHash.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        // MurmurHash3 fmix64: every output bit depends on every input bit. A plain multiply is
-        // not enough: stripes are chosen by the key's low bits, and a product's low bits depend
-        // only on the factors' low bits, so all keys of a stripe would share their buckets.
-        let mut h = x ^ (x >> 33);
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        self.0 = h ^ (h >> 33);
-    }
-}
-
-/// A map keyed by ids or hashes.
-pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-
-/// Hasher for label-name keys: seeded xxh3 instead of SipHash, since every new series looks up
-/// each of its label names in the postings. Names are client input, so the seed is random per
-/// process (as `RandomState`'s is) to keep crafted collisions from piling names into one bucket.
-#[derive(Clone, Copy)]
-pub struct NameHasher(u64);
-
-impl Default for NameHasher {
-    fn default() -> Self {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        NameHasher(*SEED.get_or_init(|| {
-            use std::hash::BuildHasher;
-            std::collections::hash_map::RandomState::new().hash_one(0u64)
-        }))
-    }
-}
-
-impl Hasher for NameHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-    }
-}
-
-/// Sorted refs of one (name, value-hash) pair; most values (pod, instance) have one series.
-enum PostingList {
-    One(u64),
-    Many(Vec<u64>),
-}
-
-impl PostingList {
-    fn insert(&mut self, r: u64) {
-        match self {
-            PostingList::One(x) if *x == r => {}
-            PostingList::One(x) => {
-                let mut v = vec![(*x).min(r), (*x).max(r)];
-                v.shrink_to_fit();
-                *self = PostingList::Many(v);
-            }
-            PostingList::Many(list) => insert_sorted(list, r),
-        }
-    }
-
-    /// Removes `r`; returns whether the list is now empty.
-    fn remove(&mut self, r: u64) -> bool {
-        match self {
-            PostingList::One(x) => *x == r,
-            PostingList::Many(list) => {
-                if let Ok(i) = list.binary_search(&r) {
-                    list.remove(i);
-                }
-                match list.len() {
-                    0 => true,
-                    1 => {
-                        *self = PostingList::One(list[0]);
-                        false
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
-
-    fn as_slice(&self) -> &[u64] {
-        match self {
-            PostingList::One(x) => std::slice::from_ref(x),
-            PostingList::Many(v) => v,
-        }
-    }
-}
-
-/// Series whose labels hash alike, plus their postings.
-///
-/// Postings are keyed by label name, then by the xxhash64 of the value rather than the value
-/// itself, so a unique value (pod, instance) costs a 32-byte table entry instead of a second
-/// copy of the string; colliding values only widen the candidate set, which `select` filters
-/// by the real labels anyway.
-#[derive(Default)]
-struct HashStripe {
-    series: IdMap<Arc<MemSeries>>,
-    /// Further series whose hash equals one already in `series` (true xxhash collisions).
-    conflicts: IdMap<Vec<Arc<MemSeries>>>,
-    postings: HashMap<Box<str>, IdMap<PostingList>, BuildHasherDefault<NameHasher>>,
-}
-
-fn value_hash(v: &str) -> u64 {
-    xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)
-}
-
-impl HashStripe {
-    fn find(&self, hash: u64, packed: &str) -> Option<&Arc<MemSeries>> {
-        let s = self.series.get(&hash)?;
-        if s.labels.packed() == packed {
-            return Some(s);
-        }
-        self.conflicts
-            .get(&hash)?
-            .iter()
-            .find(|s| s.labels.packed() == packed)
-    }
-
-    fn insert(&mut self, hash: u64, s: Arc<MemSeries>) {
-        let r = s.r#ref;
-        for (n, v) in s.labels.iter() {
-            let values = match self.postings.get_mut(n) {
-                Some(m) => m,
-                None => self.postings.entry(n.into()).or_default(),
-            };
-            match values.entry(value_hash(v)) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(PostingList::One(r));
-                }
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(r),
-            }
-        }
-        match self.series.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(s);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.conflicts.entry(hash).or_default().push(s);
-            }
-        }
-    }
-
-    /// Removes series `s` (stored under `hash`) and its postings; returns whether it was here.
-    fn remove(&mut self, hash: u64, s: &Arc<MemSeries>) -> bool {
-        let r = s.r#ref;
-        let found = match self.series.get(&hash) {
-            Some(x) if Arc::ptr_eq(x, s) => {
-                // Promote a colliding series, if any, into the main map.
-                match self.conflicts.get_mut(&hash).and_then(|v| v.pop()) {
-                    Some(next) => {
-                        self.series.insert(hash, next);
-                    }
-                    None => {
-                        self.series.remove(&hash);
-                    }
-                }
-                true
-            }
-            _ => match self.conflicts.get_mut(&hash) {
-                Some(v) => {
-                    let n = v.len();
-                    v.retain(|x| !Arc::ptr_eq(x, s));
-                    n != v.len()
-                }
-                None => false,
-            },
-        };
-        if self.conflicts.get(&hash).is_some_and(|v| v.is_empty()) {
-            self.conflicts.remove(&hash);
-        }
-        if !found {
-            return false;
-        }
-        for (n, v) in s.labels.iter() {
-            let Some(values) = self.postings.get_mut(n) else {
-                continue;
-            };
-            let h = value_hash(v);
-            if values.get_mut(&h).is_some_and(|l| l.remove(r)) {
-                values.remove(&h);
-            }
-            if values.is_empty() {
-                self.postings.remove(n);
-            }
-        }
-        true
-    }
-
-    /// Every series of the stripe.
-    fn all(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
-        self.series
-            .values()
-            .chain(self.conflicts.values().flat_map(|v| v.iter()))
-    }
-}
-
-fn insert_sorted(list: &mut Vec<u64>, r: u64) {
-    if list.last().is_none_or(|&l| l < r) {
-        list.push(r);
-    } else if let Err(i) = list.binary_search(&r) {
-        list.insert(i, r);
     }
 }
 
