@@ -526,11 +526,6 @@ impl Limiter {
         }
     }
 
-    /// `tenant`'s size limit, if any.
-    pub fn size_limit(&self, tenant: &str) -> Option<u64> {
-        self.config().for_tenant(tenant).size_bytes
-    }
-
     /// Checks the series and samples of a decoded request against `tenant`'s request limits,
     /// then takes its samples from the tenant's rate budget.
     pub fn check_request(&self, tenant: &str, series: u64, samples: u64) -> Result<(), LimitError> {

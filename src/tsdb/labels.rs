@@ -104,11 +104,6 @@ impl Labels {
         self.buf.is_empty()
     }
 
-    /// Heap bytes used by this label set (shared when cloned).
-    pub fn heap_size(&self) -> usize {
-        self.buf.len() + 2 * std::mem::size_of::<usize>()
-    }
-
     /// Prometheus `labels.Hash`: xxhash64 of `name 0xff value 0xff ...`.
     pub fn stable_hash(&self) -> u64 {
         let mut buf = Vec::with_capacity(self.buf.len() + 16);

@@ -286,11 +286,6 @@ impl SeriesData {
                 .is_none_or(|c| c.chunk.num_samples() == 0)
     }
 
-    /// Timestamp of the last appended sample, if any.
-    pub fn last_timestamp(&self) -> Option<i64> {
-        self.head.as_ref().map(|c| c.maxt)
-    }
-
     /// Number of chunks (closed and open).
     pub fn num_chunks(&self) -> usize {
         self.closed.len() + usize::from(self.head.is_some())

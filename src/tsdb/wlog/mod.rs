@@ -85,14 +85,6 @@ impl WalError {
         }
     }
 
-    /// Kind of the underlying I/O error, if this is one.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            WalError::Io { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
-
     /// Whether the disk (or quota) is full: callers answer a retryable 5xx.
     pub fn is_disk_full(&self) -> bool {
         match self {
