@@ -1,14 +1,28 @@
 //! Ringest: a Thanos-compatible Prometheus remote-write receive tier.
 //!
-//! Data flows top to bottom through the modules: [`remote_write`] decodes a request, [`tenancy`]
-//! names its tenant, [`router`] places each series on the hash ring and replicates it over [`grpc`],
-//! [`ingest`] appends to the tenant's [`tsdb`], which cuts blocks that [`shipper`] uploads to an
-//! [`objstore`] bucket, and [`query`] reads it back for Prometheus remote read. [`server`] holds
-//! the HTTP and gRPC front ends and [`run`] wires a subcommand together.
+//! The write path reads top to bottom (Thanos `pkg/receive/` names in brackets):
 //!
-//! Beside the flow: every error that can reach a client names its [`error::ErrorClass`], which
-//! [`server::status`] alone turns into an HTTP status or a gRPC code; [`blocking`] moves disk
-//! work (remote read, a tenant's first open) off the async workers.
+//! ```text
+//! server      HTTP remote write, remote read, /metrics; gRPC WriteableStore   [handler]
+//!  -> remote_write   decode v1 / v2 into one borrowed WriteRequest
+//!  -> tenancy        name the tenant (header or token), once per request
+//!  -> limits         request limits, rate and concurrency gates
+//!  -> router         place each series on the ring (hashring crate), replicate
+//!                    over grpc to RF ingestors, count the write quorum         [hashring, peers]
+//!  -> ingest         one tsdb::Db per tenant                           [multitsdb, writer]
+//!  -> tsdb           append (WAL group commit) -> head -> cut 2h blocks
+//!  -> shipper        upload finished blocks to an objstore bucket               [shipper]
+//! query       remote read over the head and local blocks, or fanned out by the router
+//! ```
+//!
+//! Lower layers never import higher ones: [`tsdb`] knows nothing of shipping, routing, decoding
+//! or HTTP (it takes an [`tsdb::AppendBatch`] and is told which blocks are uploaded); [`error`],
+//! [`duration`], [`failpoint`], [`reload`] and [`blocking`] are leaves everyone may use. Every
+//! error that can reach a client names its [`error::ErrorClass`], which [`server::status`] alone
+//! turns into an HTTP status or a gRPC code (and a peer's gRPC code back into a class for the
+//! router). [`blocking`] moves disk work (remote read, a tenant's first open) off the async
+//! workers. [`run`] wires a subcommand together (validate, build, listen, shut down) from
+//! [`cli`] flags; [`tls`] configures the listeners and the router's client.
 
 pub mod blocking;
 pub mod cli;
