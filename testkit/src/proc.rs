@@ -34,18 +34,7 @@ pub struct Proc {
 impl Proc {
     /// Spawns `program args`, logging under `log_dir`.
     pub fn spawn(name: &str, program: impl AsRef<Path>, args: &[String], log_dir: &Path) -> Proc {
-        fs::create_dir_all(log_dir).unwrap();
-        let mut p = Proc {
-            name: name.to_string(),
-            program: program.as_ref().to_path_buf(),
-            args: args.to_vec(),
-            log_dir: log_dir.to_path_buf(),
-            child: None,
-            starts: 0,
-            cwd: None,
-        };
-        p.start();
-        p
+        Self::spawn_with(name, program.as_ref(), args, log_dir, None)
     }
 
     /// Like [`Proc::spawn`], with `cwd` as the child's working directory (for relative paths such
@@ -57,15 +46,31 @@ impl Proc {
         log_dir: &Path,
         cwd: &Path,
     ) -> Proc {
+        Self::spawn_with(
+            name,
+            program.as_ref(),
+            args,
+            log_dir,
+            Some(cwd.to_path_buf()),
+        )
+    }
+
+    fn spawn_with(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log_dir: &Path,
+        cwd: Option<PathBuf>,
+    ) -> Proc {
         fs::create_dir_all(log_dir).unwrap();
         let mut p = Proc {
             name: name.to_string(),
-            program: program.as_ref().to_path_buf(),
+            program: program.to_path_buf(),
             args: args.to_vec(),
             log_dir: log_dir.to_path_buf(),
             child: None,
             starts: 0,
-            cwd: Some(cwd.to_path_buf()),
+            cwd,
         };
         p.start();
         p
