@@ -271,7 +271,7 @@ mod tests {
             (IngestError::Limit(limit), StatusCode::TOO_MANY_REQUESTS),
             (
                 IngestError::Append(crate::tsdb::db::AppendError::Wal {
-                    message: "disk full".into(),
+                    source: std::sync::Arc::new(crate::tsdb::wlog::WalError::Poisoned),
                 }),
                 StatusCode::SERVICE_UNAVAILABLE,
             ),

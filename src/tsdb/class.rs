@@ -16,7 +16,7 @@ impl Classify for AppendError {
             AppendError::Conflict { .. } => ErrorClass::Conflict,
             AppendError::SeriesLimit { .. } => ErrorClass::Limited,
             // Disk full or I/O trouble: nothing acknowledged, a retry may succeed.
-            AppendError::Wal { .. } => ErrorClass::Unavailable,
+            AppendError::Wal { .. } | AppendError::Closed(_) => ErrorClass::Unavailable,
         }
     }
 }
@@ -73,7 +73,7 @@ mod tests {
         };
         assert_eq!(limit.class(), ErrorClass::Limited);
         let wal = AppendError::Wal {
-            message: "disk full".into(),
+            source: std::sync::Arc::new(WalError::Poisoned),
         };
         assert_eq!(wal.class(), ErrorClass::Unavailable);
         let open = TsdbError::Wal(WalError::InvalidSegmentSize(1));

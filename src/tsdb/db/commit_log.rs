@@ -65,8 +65,8 @@ struct SyncState {
     synced: u64,
     /// Every record with a sequence `<=` this (and `> synced`) was part of a failed batch.
     failed: u64,
-    /// Message of the last failure.
-    error: Option<Arc<str>>,
+    /// The last failure.
+    error: Option<Arc<WalError>>,
 }
 
 /// State behind the commit lock, shared with the WAL thread.
@@ -77,13 +77,13 @@ struct CommitState {
     /// Sequence of the last queued record.
     last_seq: u64,
     /// Set while the WAL is failed and not yet recovered.
-    broken: Option<Arc<str>>,
+    broken: Option<Arc<WalError>>,
     /// A commit asked the broken WAL thread to try recovering.
     poke: bool,
     /// Set by `close`: the thread drains the queue and exits.
     closing: bool,
     /// Result of the final `Wal::close`.
-    close_result: Option<Result<(), String>>,
+    close_result: Option<Result<(), TsdbError>>,
     /// Record buffers returned by the WAL thread for reuse.
     pool: Vec<Vec<u8>>,
     /// Segment cuts asked for by WAL truncation (a counter) and how many the thread has done.
@@ -189,7 +189,7 @@ impl CommitLog {
         let thread = std::thread::Builder::new()
             .name("ringest-wal".into())
             .spawn(move || wal_thread(wal, thread_dir, opts, sh))
-            .map_err(|e| TsdbError::Thread(e.to_string()))?;
+            .map_err(TsdbError::SpawnThread)?;
         Ok(CommitLog {
             dir,
             shared,
@@ -203,16 +203,13 @@ impl CommitLog {
     pub fn begin(&self) -> Result<Commit<'_>, AppendError> {
         let mut st = self.shared.state.lock();
         if st.closing {
-            return Err(AppendError::Wal {
-                message: "tsdb is closed".into(),
-            });
+            return Err(AppendError::Closed("tsdb is closed"));
         }
-        if let Some(e) = &st.broken {
-            let message = e.to_string();
+        if let Some(source) = st.broken.clone() {
             st.poke = true;
             drop(st);
             self.shared.cv.notify_one();
-            return Err(AppendError::Wal { message });
+            return Err(AppendError::Wal { source });
         }
         Ok(Commit {
             st,
@@ -231,22 +228,22 @@ impl CommitLog {
     }
 
     /// Waits until every record up to `seq` is fsynced; [`AppendError::Wal`] if the batch
-    /// holding it failed (the records stay queued for recovery) or the thread is gone.
+    /// holding it failed (the records stay queued for recovery), [`AppendError::Closed`] if the
+    /// thread is gone.
     pub async fn wait_durable(&self, seq: Seq) -> Result<(), AppendError> {
         let target = seq.0;
         let mut rx = self.sync_rx.clone();
         let st = rx
             .wait_for(|s| s.synced >= target || s.failed >= target)
             .await
-            .map_err(|_| AppendError::Wal {
-                message: "wal writer thread is gone".into(),
-            })?;
-        if st.synced >= target {
-            Ok(())
-        } else {
-            Err(AppendError::Wal {
-                message: st.error.as_deref().unwrap_or("wal write failed").into(),
-            })
+            .map_err(|_| AppendError::Closed("wal writer thread is gone"))?;
+        match &st.error {
+            _ if st.synced >= target => Ok(()),
+            Some(source) => Err(AppendError::Wal {
+                source: source.clone(),
+            }),
+            // `failed` is only ever raised together with `error`.
+            None => Err(AppendError::Closed("wal write failed")),
         }
     }
 
@@ -284,13 +281,13 @@ impl CommitLog {
         };
         self.shared.state.lock().closing = true;
         self.shared.cv.notify_all();
-        handle
-            .join()
-            .map_err(|_| TsdbError::Thread("wal thread panicked".into()))?;
-        match self.shared.state.lock().close_result.take() {
-            Some(Err(e)) => Err(TsdbError::Thread(e)),
-            _ => Ok(()),
-        }
+        handle.join().map_err(|_| TsdbError::ThreadPanicked)?;
+        self.shared
+            .state
+            .lock()
+            .close_result
+            .take()
+            .unwrap_or(Ok(()))
     }
 
     /// Test hook: sleep this long before each fsync, so concurrent commits pile up.
@@ -394,26 +391,25 @@ fn wal_thread(wal: Wal, dir: PathBuf, opts: WalOptions, sh: Arc<Shared>) {
                 sh.sync_tx.send_modify(|s| s.synced = target);
             }
             Err(e) => {
-                let msg: Arc<str> = Arc::from(e.to_string());
+                let e = Arc::new(e);
                 tracing::error!(dir = %dir.display(), error = %e, "WAL write failed; appends fail until it recovers");
                 metrics::counter!("ringest_wal_failures_total").increment(1);
                 broken = true;
-                sh.state.lock().broken = Some(msg.clone());
+                sh.state.lock().broken = Some(e.clone());
                 sh.sync_tx.send_modify(|s| {
                     s.failed = s.failed.max(target);
-                    s.error = Some(msg);
+                    s.error = Some(e);
                 });
             }
         }
         serve_cut(wal.as_mut().filter(|_| !broken), &mut cut_done, &sh, &dir);
         if closing && sh.state.lock().queue.is_empty() {
             let r = match wal.take() {
-                Some(w) if !broken => w.close().map_err(|e| e.to_string()),
+                Some(w) if !broken => w.close().map_err(TsdbError::Wal),
                 _ if unsynced.is_empty() => Ok(()),
-                _ => Err(format!(
-                    "{} WAL records could not be written",
-                    unsynced.len()
-                )),
+                _ => Err(TsdbError::Unwritten {
+                    records: unsynced.len(),
+                }),
             };
             sh.state.lock().close_result = Some(r);
             sh.cut_cv.notify_all();

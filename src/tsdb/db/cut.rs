@@ -95,12 +95,10 @@ impl Db {
         let wal_dir = self.dir.join("wal");
         if let Some((first, last)) = segments(&wal_dir)? {
             // Oldest first, checkpoints last: a crash in between leaves a valid suffix.
-            delete_segments_before(&wal_dir, last + 1)
-                .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+            delete_segments_before(&wal_dir, last + 1)?;
             stats.wal_segments_truncated = last + 1 - first;
         }
-        delete_checkpoints_before(&wal_dir, u64::MAX)
-            .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+        delete_checkpoints_before(&wal_dir, u64::MAX)?;
         Ok(stats)
     }
 
@@ -177,7 +175,6 @@ impl Db {
         if last <= first {
             return Ok(0);
         }
-        let cp = |e: crate::tsdb::checkpoint::CheckpointError| TsdbError::Checkpoint(e.to_string());
         let started = Instant::now();
         let st = checkpoint(
             &wal_dir,
@@ -186,10 +183,9 @@ impl Db {
             |r| self.head.series_by_ref(r).is_some(),
             mint,
             self.opts.wal_compression,
-        )
-        .map_err(cp)?;
+        )?;
         crate::failpoint::hit("cut.after_wal_checkpoint");
-        delete_segments_before(&wal_dir, last + 1).map_err(cp)?;
+        delete_segments_before(&wal_dir, last + 1)?;
         tracing::info!(
             dir = %wal_dir.display(),
             first,

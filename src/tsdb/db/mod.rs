@@ -22,7 +22,7 @@ mod select;
 mod tests;
 
 use crate::tsdb::block::{BlockError, ThanosMeta, Ulid};
-use crate::tsdb::checkpoint::{delete_segments_before, last_checkpoint};
+use crate::tsdb::checkpoint::{delete_segments_before, last_checkpoint, CheckpointError};
 use crate::tsdb::head::{Head, HeadOptions, Rejection};
 use crate::tsdb::querier::Block;
 use crate::tsdb::record::RefSample;
@@ -77,12 +77,34 @@ pub enum TsdbError {
     /// The WAL could not be read, repaired, written or synced.
     #[error(transparent)]
     Wal(#[from] WalError),
-    /// The WAL thread could not be started or died.
+    /// The WAL thread could not be started.
     #[error("wal writer thread: {0}")]
-    Thread(String),
+    SpawnThread(#[source] std::io::Error),
+    /// The WAL thread panicked.
+    #[error("wal writer thread panicked")]
+    ThreadPanicked,
+    /// Closing found records the WAL could not write (it was broken and did not recover).
+    #[error("wal writer thread: {records} WAL records could not be written")]
+    Unwritten {
+        /// Records lost with the close (never acknowledged).
+        records: usize,
+    },
     /// A WAL checkpoint could not be read, written or cleaned up.
     #[error("wal checkpoint: {0}")]
-    Checkpoint(String),
+    Checkpoint(#[from] CheckpointError),
+    /// The newest checkpoint is damaged (it is written whole and renamed, so this is no torn
+    /// tail): refusing to start beats silently dropping older series.
+    #[error("wal checkpoint: {} is corrupt at segment {segment} offset {offset}: {reason}", dir.display())]
+    CorruptCheckpoint {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Segment of the damage.
+        segment: u64,
+        /// Offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A block could not be written, read or deleted.
     #[error(transparent)]
     Block(#[from] BlockError),
@@ -151,11 +173,17 @@ pub enum AppendError {
         limit: u64,
     },
     /// The WAL could not be written or synced (retryable 5xx); nothing of this call is acknowledged.
-    #[error("write-ahead log unavailable: {message}")]
+    /// One failure fails every commit of its batch, so they share it.
+    #[error("write-ahead log unavailable: {source}")]
     Wal {
         /// The underlying error.
-        message: String,
+        #[source]
+        source: Arc<WalError>,
     },
+    /// The log is closed (shutting down) or its thread is gone; nothing of this call is
+    /// acknowledged.
+    #[error("write-ahead log unavailable: {0}")]
+    Closed(&'static str),
 }
 
 /// One tenant's TSDB: head plus WAL. `Send + Sync`; share it through an `Arc`.
@@ -255,15 +283,14 @@ impl Db {
             compress: opts.wal_compression,
         };
         let cp = if wal_dir.exists() {
-            last_checkpoint(&wal_dir).map_err(|e| TsdbError::Checkpoint(e.to_string()))?
+            last_checkpoint(&wal_dir)?
         } else {
             None
         };
         let wal = match cp {
             Some((_, idx)) => {
                 // Segments the checkpoint covers were replayed from it; new ones go after it.
-                delete_segments_before(&wal_dir, idx + 1)
-                    .map_err(|e| TsdbError::Checkpoint(e.to_string()))?;
+                delete_segments_before(&wal_dir, idx + 1)?;
                 Wal::open_from(&wal_dir, wal_opts.clone(), idx + 1)?
             }
             None => Wal::open(&wal_dir, wal_opts.clone())?,

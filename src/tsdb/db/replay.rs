@@ -42,17 +42,17 @@ pub(super) fn replay(head: &Head, wal_dir: &Path) -> Result<ReplayStats, TsdbErr
         return Ok(rp.st);
     }
     let mut first_segment = None;
-    if let Some((dir, idx)) =
-        last_checkpoint(wal_dir).map_err(|e| TsdbError::Checkpoint(e.to_string()))?
-    {
+    if let Some((dir, idx)) = last_checkpoint(wal_dir)? {
         let mut reader = Reader::open(&dir)?;
         if let Some((segment, offset, reason)) = rp.run(&mut reader)? {
             // A checkpoint is written whole and renamed into place, so damage here is not a
             // torn tail: refuse to start rather than silently drop older series.
-            return Err(TsdbError::Checkpoint(format!(
-                "{} is corrupt at segment {segment} offset {offset}: {reason}",
-                dir.display()
-            )));
+            return Err(TsdbError::CorruptCheckpoint {
+                dir,
+                segment,
+                offset,
+                reason,
+            });
         }
         first_segment = Some(idx + 1);
     }
