@@ -188,27 +188,55 @@ impl Store {
     }
 }
 
-/// `labels` without the names in `drop`, then `external` set over them (an external label
-/// overrides a series label of the same name: Thanos `ExtendSortedLabels`). Both inputs sorted.
-pub fn with_external(labels: &Labels, external: &Labels, drop: &[String]) -> Labels {
-    let keep = |n: &str| !drop.iter().any(|d| d == n);
-    let mut a = labels.iter().filter(|(n, _)| keep(n)).peekable();
-    let mut b = external.iter().filter(|(n, _)| keep(n)).peekable();
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => match x.0.cmp(y.0) {
-                std::cmp::Ordering::Less => out.extend(a.next()),
-                std::cmp::Ordering::Greater => out.extend(b.next()),
-                std::cmp::Ordering::Equal => {
-                    a.next();
-                    out.extend(b.next());
-                }
-            },
-            (Some(_), None) => out.extend(a.next()),
-            (None, Some(_)) => out.extend(b.next()),
-            (None, None) => break,
+/// The label set a series is sent with: `series` labels without the names in `drop`, with
+/// `external` set over them (an external label overrides a series label of the same name:
+/// Thanos `ExtendSortedLabels`). Both inputs sorted; yields pairs in name order without
+/// allocating, so series can be sorted by their final labels before any is built.
+pub struct FinalLabels<'a> {
+    series: std::iter::Peekable<crate::tsdb::labels::LabelsIter<'a>>,
+    external: std::iter::Peekable<crate::tsdb::labels::LabelsIter<'a>>,
+    drop: &'a [String],
+}
+
+impl<'a> FinalLabels<'a> {
+    /// The final labels of a series with labels `series` in a TSDB with labels `external`.
+    pub fn new(series: &'a Labels, external: &'a Labels, drop: &'a [String]) -> Self {
+        Self {
+            series: series.iter().peekable(),
+            external: external.iter().peekable(),
+            drop,
         }
     }
-    Labels::from_sorted(out)
+
+    fn skip_dropped(&mut self) {
+        let drop = self.drop;
+        let dropped = |p: &(&str, &str)| drop.iter().any(|d| d == p.0);
+        while self.series.next_if(dropped).is_some() {}
+        while self.external.next_if(dropped).is_some() {}
+    }
+}
+
+impl<'a> Iterator for FinalLabels<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        self.skip_dropped();
+        match (self.series.peek(), self.external.peek()) {
+            (Some(a), Some(b)) => match a.0.cmp(b.0) {
+                std::cmp::Ordering::Less => self.series.next(),
+                std::cmp::Ordering::Greater => self.external.next(),
+                std::cmp::Ordering::Equal => {
+                    self.series.next();
+                    self.external.next()
+                }
+            },
+            (Some(_), None) => self.series.next(),
+            (None, _) => self.external.next(),
+        }
+    }
+}
+
+/// [`FinalLabels`] collected.
+pub fn with_external(labels: &Labels, external: &Labels, drop: &[String]) -> Labels {
+    Labels::from_sorted(FinalLabels::new(labels, external, drop))
 }

@@ -13,7 +13,7 @@ use proto::storepb::SeriesRequest;
 
 use super::encode::{self, BatchBuilder, ChunkRef, MAX_BYTES_PER_FRAME};
 use super::matchers::{convert, split_external};
-use super::{with_external, Scope, Store, StoreError, StoreLimits};
+use super::{FinalLabels, Scope, Store, StoreError, StoreLimits};
 use crate::tsdb::db::chunk_querier::ENCODING_XOR;
 use crate::tsdb::db::{ChunkQuerier, StoredChunk};
 use crate::tsdb::labels::Labels;
@@ -55,17 +55,19 @@ impl SeriesParams {
     }
 }
 
-/// One series of the answer: its final labels and where to read it.
+/// One series of the answer: which tenant's querier, which of its series.
+#[derive(Clone, Copy)]
 struct Entry {
-    labels: Labels,
     querier: u32,
     series: u32,
 }
 
 /// The series a request answers, sorted by final label set, not yet read.
 pub struct SeriesPlan {
-    queriers: Vec<ChunkQuerier>,
+    /// Each selected tenant's querier and external labels.
+    queriers: Vec<(ChunkQuerier, Labels)>,
     entries: Vec<Entry>,
+    without_replica: Vec<String>,
 }
 
 impl SeriesPlan {
@@ -78,9 +80,22 @@ impl SeriesPlan {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The final labels of `e`, computed on the fly (sorting allocates nothing per series).
+    fn final_labels(&self, e: Entry) -> FinalLabels<'_> {
+        let (q, ext) = &self.queriers[e.querier as usize];
+        FinalLabels::new(
+            &q.series()[e.series as usize].labels,
+            ext,
+            &self.without_replica,
+        )
+    }
 }
 
 /// Lists and sorts the series `p` asks of the tenants `scope` sees. Blocking (index reads).
+///
+/// Memory: per matching series, its label set shared with the TSDB and where its chunks are
+/// (tens of bytes), plus 8 bytes of sort entry; no chunk bytes.
 pub fn plan(store: &Store, scope: &Scope, p: &SeriesParams) -> Result<SeriesPlan, StoreError> {
     let mut queriers = Vec::new();
     let mut entries = Vec::new();
@@ -94,28 +109,32 @@ pub fn plan(store: &Store, scope: &Scope, p: &SeriesParams) -> Result<SeriesPlan
         let rest: Vec<Matcher> = rest.into_iter().cloned().collect();
         let q = t.db.chunk_querier(p.mint, p.maxt, &rest)?;
         let qi = queriers.len() as u32;
-        for (si, s) in q.series().iter().enumerate() {
-            entries.push(Entry {
-                labels: with_external(&s.labels, &t.external, &p.without_replica),
-                querier: qi,
-                series: si as u32,
-            });
-        }
-        queriers.push(q);
+        entries.extend((0..q.len() as u32).map(|si| Entry {
+            querier: qi,
+            series: si,
+        }));
+        queriers.push((q, t.external));
     }
+    let mut plan = SeriesPlan {
+        queriers,
+        entries,
+        without_replica: p.without_replica.clone(),
+    };
+    let mut entries = std::mem::take(&mut plan.entries);
     // Stable, so one tenant's series keep their order among equal final label sets.
-    entries.sort_by(|a, b| a.labels.cmp(&b.labels));
+    entries.sort_by(|a, b| plan.final_labels(*a).cmp(plan.final_labels(*b)));
+    plan.entries = entries;
     if p.limit > 0 {
-        entries.truncate(p.limit);
+        plan.entries.truncate(p.limit);
     }
     let limit = store.limits().request_series;
-    if limit > 0 && entries.len() as u64 > limit {
+    if limit > 0 && plan.entries.len() as u64 > limit {
         return Err(StoreError::SeriesLimit {
-            series: entries.len(),
+            series: plan.entries.len(),
             limit,
         });
     }
-    Ok(SeriesPlan { queriers, entries })
+    Ok(plan)
 }
 
 /// What one `Series` call sent.
@@ -201,18 +220,19 @@ pub fn stream<F: FnMut(Vec<u8>) -> bool>(
         stats: SeriesStats::default(),
     };
     let mut chunks: Vec<StoredChunk> = Vec::new();
-    for e in &plan.entries {
+    for &e in &plan.entries {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(StoreError::DeadlineExceeded {
                 sent_series: sink.stats.series,
             });
         }
+        let labels = Labels::from_sorted(plan.final_labels(e));
         if p.skip_chunks {
-            sink.series(&e.labels, &[])?;
+            sink.series(&labels, &[])?;
             sink.stats.series += 1;
             continue;
         }
-        let q = &plan.queriers[e.querier as usize];
+        let (q, _) = &plan.queriers[e.querier as usize];
         q.chunks(&q.series()[e.series as usize], &mut chunks)?;
         if chunks.is_empty() {
             continue;
@@ -235,7 +255,7 @@ pub fn stream<F: FnMut(Vec<u8>) -> bool>(
             .collect();
         // Thanos's frame budget: the frame limit less the labels, then chunk by chunk.
         let budget = MAX_BYTES_PER_FRAME as i64
-            - e.labels
+            - labels
                 .iter()
                 .map(|(n, v)| encode::label_size(n, v) as i64)
                 .sum::<i64>();
@@ -244,7 +264,7 @@ pub fn stream<F: FnMut(Vec<u8>) -> bool>(
         for (i, c) in refs.iter().enumerate() {
             left -= encode::chunk_size(c) as i64;
             if left <= 0 || i + 1 == refs.len() {
-                sink.series(&e.labels, &refs[start..=i])?;
+                sink.series(&labels, &refs[start..=i])?;
                 start = i + 1;
                 left = budget;
             }

@@ -493,3 +493,39 @@ fn external_labels_are_merged_in_order_and_override() {
     assert_eq!(with_external(&s, &Labels::empty(), &[]), s);
     assert_eq!(with_external(&Labels::empty(), &e, &[]), e);
 }
+
+fn arb_labels() -> impl proptest::strategy::Strategy<Value = Labels> {
+    use proptest::prelude::*;
+    proptest::collection::btree_map("[a-e]{1,2}", "[xy]{1,2}", 0..5)
+        .prop_map(|m| Labels::from_sorted(m.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+}
+
+proptest::proptest! {
+    /// The lazy final labels equal the obvious construction (a map: series, then drops, then
+    /// external set over), and sorting by them equals sorting the built label sets.
+    #[test]
+    fn final_labels_match_a_map_and_sort_like_built_sets(
+        series in proptest::collection::vec(arb_labels(), 1..8),
+        ext in arb_labels(),
+        drop in proptest::collection::vec("[a-e]{1,2}", 0..2),
+    ) {
+        for s in &series {
+            let mut m: BTreeMap<&str, &str> = s.iter().collect();
+            let mut e: BTreeMap<&str, &str> = ext.iter().collect();
+            m.retain(|k, _| !drop.iter().any(|d| d == k));
+            e.retain(|k, _| !drop.iter().any(|d| d == k));
+            m.extend(e);
+            let want = Labels::from_sorted(m.into_iter());
+            proptest::prop_assert_eq!(with_external(s, &ext, &drop), want);
+        }
+        let mut lazy: Vec<usize> = (0..series.len()).collect();
+        lazy.sort_by(|&a, &b| {
+            FinalLabels::new(&series[a], &ext, &drop).cmp(FinalLabels::new(&series[b], &ext, &drop))
+        });
+        let built: Vec<Labels> = series.iter().map(|s| with_external(s, &ext, &drop)).collect();
+        let mut sorted = built.clone();
+        sorted.sort();
+        let lazy: Vec<Labels> = lazy.into_iter().map(|i| built[i].clone()).collect();
+        proptest::prop_assert_eq!(lazy, sorted);
+    }
+}

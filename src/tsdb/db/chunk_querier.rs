@@ -82,7 +82,10 @@ enum Part {
 pub struct ChunkSeries {
     /// The series' labels.
     pub labels: Labels,
-    parts: Vec<Part>,
+    /// The first place its chunks are (inline: most series live in one place only).
+    first: Part,
+    /// Further places, oldest first, the head last.
+    more: Vec<Part>,
 }
 
 /// A chunk as stored: XOR bytes (2-byte sample count, then the bit stream), no framing.
@@ -144,10 +147,11 @@ impl Db {
         let mut series: Vec<ChunkSeries> = Vec::with_capacity(found.len());
         for (labels, part) in found {
             match series.last_mut() {
-                Some(last) if last.labels == labels => last.parts.push(part),
+                Some(last) if last.labels == labels => last.more.push(part),
                 _ => series.push(ChunkSeries {
                     labels,
-                    parts: vec![part],
+                    first: part,
+                    more: Vec::new(),
                 }),
             }
         }
@@ -181,7 +185,7 @@ impl ChunkQuerier {
     /// stored. A chunk held twice (the head and a block just cut from it) is given once.
     pub fn chunks(&self, s: &ChunkSeries, out: &mut Vec<StoredChunk>) -> Result<(), TsdbError> {
         out.clear();
-        for part in &s.parts {
+        for part in std::iter::once(&s.first).chain(&s.more) {
             match part {
                 Part::Block(b, metas) => {
                     for m in metas {
@@ -202,7 +206,7 @@ impl ChunkQuerier {
                 Part::Head(m) => m.lock().chunks_overlapping(self.mint, self.maxt, out),
             }
         }
-        if s.parts.len() > 1 {
+        if !s.more.is_empty() {
             out.sort_by_key(|c| (c.mint, c.maxt));
             out.dedup_by(|b, a| a.mint == b.mint && a.maxt == b.maxt && a.data == b.data);
         }
