@@ -421,6 +421,10 @@ impl Node {
             );
             let grpc = builder
                 .tcp_nodelay(true)
+                // Thanos routers send grpc-encoding: snappy by default; tonic has no snappy.
+                .layer(crate::grpc::snappy::SnappyLayer::new(
+                    limits.max_decompressed_bytes,
+                ))
                 .add_service(WriteableStoreServer::new(
                     handler.clone(),
                     limits.max_decompressed_bytes,

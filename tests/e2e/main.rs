@@ -14,6 +14,7 @@ mod blocks_crash;
 mod cli_locate;
 mod faults;
 mod grpc_compat;
+mod grpc_snappy;
 mod harness;
 mod hostile;
 mod hostile_corpus;

@@ -6,6 +6,9 @@
 //! decodes it borrowed with the same decoder as remote write; no owned prost tree on either side.
 //! Reads for the router's fan-out use `ringest.Reader/RemoteRead`, a Prometheus `ReadRequest` in and a
 //! `ReadResponse` out (uncompressed), with the tenant in the `thanos-tenant` metadata entry.
+//! [`snappy`] adds Thanos's `snappy` gRPC compression to the server (and optionally the client).
+
+pub mod snappy;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -287,6 +290,7 @@ impl tower::Service<HttpRequest> for ReaderServer {
 pub struct PeerClient {
     channel: Channel,
     max_message_bytes: usize,
+    snappy: bool,
 }
 
 impl PeerClient {
@@ -315,7 +319,15 @@ impl PeerClient {
         Ok(Self {
             channel: endpoint.connect_lazy(),
             max_message_bytes,
+            snappy: false,
         })
+    }
+
+    /// Sends every request with Thanos's `grpc-encoding: snappy` (and takes snappy answers), as a
+    /// Thanos router does by default; Ringest routers send identity, which every peer accepts.
+    pub fn with_snappy(mut self) -> Self {
+        self.snappy = true;
+        self
     }
 
     async fn unary(
@@ -323,12 +335,33 @@ impl PeerClient {
         path: &'static str,
         request: tonic::Request<Bytes>,
     ) -> Result<Bytes, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+        if self.snappy {
+            let transport = snappy::SnappyClient::new(self.channel.clone(), self.max_message_bytes);
+            self.unary_over(transport, path, request).await
+        } else {
+            self.unary_over(self.channel.clone(), path, request).await
+        }
+    }
+
+    async fn unary_over<T>(
+        &self,
+        transport: T,
+        path: &'static str,
+        request: tonic::Request<Bytes>,
+    ) -> Result<Bytes, Status>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+        <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError>,
+        T::Error: Into<tonic::codegen::StdError>,
+    {
+        let mut grpc = tonic::client::Grpc::new(transport)
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(usize::MAX);
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+        grpc.ready().await.map_err(|e| {
+            let e: tonic::codegen::StdError = e.into();
+            Status::unavailable(format!("connection not ready: {e}"))
+        })?;
         let path = http::uri::PathAndQuery::from_static(path);
         grpc.unary(request, path, RawCodec)
             .await
