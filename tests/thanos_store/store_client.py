@@ -180,6 +180,12 @@ class _BitReader:
 def decode_xor(data):
     """Decodes one XOR chunk (2-byte big-endian sample count, then the bit stream) into
     [(timestamp_ms, value_bits_u64), ...]. Raises ChunkDecodeError on malformed input."""
+    return decode_xor_end(data)[0]
+
+
+def decode_xor_end(data):
+    """decode_xor, plus how many bits of the stream after the header the samples took (the
+    rest is padding, and possibly one empty byte Go's bstream leaves after a whole-byte write)."""
     if len(data) < 2:
         raise ChunkDecodeError("chunk of %d bytes has no sample count header" % len(data))
     total = struct.unpack_from(">H", data, 0)[0]
@@ -238,7 +244,7 @@ def decode_xor(data):
                         % (n, leading, mbits))
             vbits ^= br.bits(mbits) << trailing
         out.append((t, vbits))
-    return out
+    return out, br.pos
 
 
 # ---------------------------------------------------------------------------------------------
