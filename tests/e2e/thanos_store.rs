@@ -47,7 +47,7 @@ fn tricky_values() -> Vec<f64> {
         f64::MIN_POSITIVE,
         1e-300,
         123_456.789,
-        123_456.789_000_000_01,
+        f64::from_bits(123_456.789f64.to_bits() + 1), // one ulp up: a 1-bit XOR
         -42.5,
         3.0,
         3.000_000_000_000_000_4,

@@ -421,13 +421,19 @@ def _chunk_json(stubs, aggr, kind, chunk, no_data):
 
 
 def cmd_series(args, stubs):
-    req = stubs.rpc.SeriesRequest(
-        min_time=args.min_time, max_time=args.max_time, matchers=_matchers(stubs, args.matcher),
-        skip_chunks=args.skip_chunks, without_replica_labels=args.without_replica_label,
-        limit=args.limit or 0, response_batch_size=args.batch_size or 0)
+    # Every outcome, errors included, has the same shape.
     out = {"frames": 0, "frame_kinds": {"series": 0, "batch": 0, "warning": 0, "hints": 0},
            "max_batch_series": 0, "warnings": [], "series": [], "hash_mismatches": [],
-           "decode_errors": [], "error": None}
+           "decode_errors": [], "error": None, "elapsed_ms": 0}
+    try:
+        req = stubs.rpc.SeriesRequest(
+            min_time=args.min_time, max_time=args.max_time,
+            matchers=_matchers(stubs, args.matcher), skip_chunks=args.skip_chunks,
+            without_replica_labels=args.without_replica_label, limit=args.limit or 0,
+            response_batch_size=args.batch_size or 0)
+    except ValueError as e:
+        out["error"] = {"code": "CLIENT", "message": str(e)}
+        return out
     start = time.monotonic()
 
     def take(series, frame):
