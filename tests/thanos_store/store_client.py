@@ -361,7 +361,7 @@ def _channel(args):
 def _grpc_error(e):
     code = e.code() if hasattr(e, "code") else None
     return {"code": code.name if code is not None else "UNKNOWN",
-            "message": (e.details() if hasattr(e, "details") else None) or str(e)}
+            "message": (e.details() if hasattr(e, "details") else str(e)) or ""}
 
 
 def _pairs(labels):
