@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ringest::tsdb::chunkenc::{iter_bytes, XorChunk};
-use ringest::tsdb::chunks::ChunkReader;
-use ringest::tsdb::index::IndexReader;
 use testkit::prelude::*;
+
+use crate::support::block_chunks;
 use xxhash_rust::xxh64::xxh64;
 
 /// The checked-in fixture file.
@@ -184,7 +184,7 @@ fn unhex(s: &str) -> Vec<u8> {
 /// [`prometheus_input`], read back through Ringest's index and chunk readers; the expected samples
 /// are the input (not a decoder's output), cut to each chunk's time range.
 fn prometheus_chunks(dir: &Path) -> Vec<String> {
-    let (text, stored) = openmetrics(&prometheus_input());
+    let (text, stored_samples) = openmetrics(&prometheus_input());
     let input = dir.join("input.om");
     std::fs::write(&input, &text).unwrap();
     let out = dir.join("blocks");
@@ -195,32 +195,31 @@ fn prometheus_chunks(dir: &Path) -> Vec<String> {
         input.to_str().unwrap(),
         out.to_str().unwrap(),
     ]);
-    let mut blocks = block_dirs(&out);
-    blocks.sort();
     let mut lines = Vec::new();
-    for b in blocks {
-        let bdir = out.join(&b);
-        let index = IndexReader::open(&bdir.join("index")).unwrap();
-        let chunks = ChunkReader::open(&bdir.join("chunks")).unwrap();
-        for id in index.postings("", "").unwrap() {
-            let (labels, metas) = index.series(id).unwrap();
-            let name = labels.get("__name__").unwrap().to_string();
-            let input = &stored.iter().find(|(n, _)| *n == name).unwrap().1;
-            for m in metas {
-                let data = chunks.chunk(m.reference).unwrap();
+    for b in block_dirs(&out) {
+        for (labels, stored) in block_chunks(&out.join(&b)) {
+            let name = &labels["__name__"];
+            let input = &stored_samples.iter().find(|(n, _)| n == name).unwrap().1;
+            for c in stored {
                 let want: Vec<(i64, u64)> = input
                     .iter()
                     .copied()
-                    .filter(|&(t, _)| t >= m.mint && t <= m.maxt)
+                    .filter(|&(t, _)| t >= c.min_time && t <= c.max_time)
                     .collect();
-                let count = u16::from_be_bytes([data[0], data[1]]) as usize;
-                assert_eq!(count, want.len(), "{name} chunk [{}, {}]", m.mint, m.maxt);
+                let count = u16::from_be_bytes([c.data[0], c.data[1]]) as usize;
+                assert_eq!(
+                    count,
+                    want.len(),
+                    "{name} chunk [{}, {}]",
+                    c.min_time,
+                    c.max_time
+                );
                 lines.push(chunk_json(
-                    &name,
+                    name,
                     "prometheus-2.42",
-                    m.mint,
-                    m.maxt,
-                    &data,
+                    c.min_time,
+                    c.max_time,
+                    &c.data,
                     &want,
                 ));
             }
