@@ -94,7 +94,8 @@ pub struct ServerArgs {
     /// HTTP listener speak only TLS. Read at start.
     #[arg(long = "http.config")]
     pub http_config: Option<PathBuf>,
-    /// gRPC listener: `thanos.WriteableStore/RemoteWrite` (replicated writes) and reads for routers.
+    /// gRPC listener: `thanos.WriteableStore/RemoteWrite` (replicated writes), reads for routers,
+    /// and on ingestors the Thanos Store API (`thanos.info.Info`, `thanos.Store`) for Thanos Query.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     pub grpc_address: SocketAddr,
     /// TLS certificate (PEM) of the gRPC listener; with the key, it speaks only TLS.
@@ -192,6 +193,12 @@ pub struct StorageArgs {
     /// External label `name="value"` of every block (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Most series one Store API `Series` call may return (0 = no limit): ResourceExhausted above.
+    #[arg(long = "store.limits.request-series", default_value_t = 0)]
+    pub store_request_series: u64,
+    /// Most samples one Store API `Series` call may return (0 = no limit): ResourceExhausted above.
+    #[arg(long = "store.limits.request-samples", default_value_t = 0)]
+    pub store_request_samples: u64,
     /// Samples newer than now + this are rejected as too far in the future.
     #[arg(long = "tsdb.too-far-in-future.time-window", default_value = "10m", value_parser = parse_duration)]
     pub too_far_in_future: Duration,

@@ -207,10 +207,13 @@ where
     }
 }
 
-type HttpRequest = http::Request<tonic::body::Body>;
-type HttpResponse = http::Response<tonic::body::Body>;
+/// An HTTP/2 request as tonic's server hands it to a service.
+pub(crate) type HttpRequest = http::Request<tonic::body::Body>;
+/// An HTTP/2 response as tonic's server takes it from a service.
+pub(crate) type HttpResponse = http::Response<tonic::body::Body>;
 
-fn serve_unary<F, Fut>(
+/// Serves one unary call whose messages are raw bytes with `method`.
+pub(crate) fn serve_unary<F, Fut>(
     request: HttpRequest,
     max_message_bytes: usize,
     method: F,

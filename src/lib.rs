@@ -13,6 +13,7 @@
 //!  -> tsdb           append (WAL group commit) -> head -> cut 2h blocks
 //!  -> shipper        upload finished blocks to an objstore bucket               [shipper]
 //! query       remote read over the head and local blocks, or fanned out by the router
+//! store       Thanos Store API (Info, Series, LabelNames, LabelValues) over the tenants
 //! ```
 //!
 //! Lower layers never import higher ones: [`tsdb`] knows nothing of shipping, routing, decoding
@@ -40,6 +41,7 @@ pub mod router;
 pub mod run;
 pub mod server;
 pub mod shipper;
+pub mod store;
 pub mod tenancy;
 pub mod tls;
 pub mod tsdb;

@@ -18,6 +18,8 @@ use crate::limits::Limiter;
 use crate::remote_write::Limits;
 use crate::router::{ring, Router};
 use crate::server::{self, App, AppConfig, IngestGrpc};
+use crate::store::service::{InfoServer, StoreApi, StoreServer};
+use crate::store::{Store, StoreLimits};
 use crate::tsdb::db::DbOptions;
 
 /// A start-up or run-time failure, reported on stderr with exit code 1.
@@ -405,13 +407,27 @@ impl Node {
                     .tls_config(tls)
                     .map_err(|e| format!("gRPC TLS: {e}"))?;
             }
+            let store_api = StoreApi::new(
+                Store::new(
+                    ingestor.clone(),
+                    StoreLimits {
+                        request_series: s.store_request_series,
+                        request_samples: s.store_request_samples,
+                    },
+                ),
+                app.tokens.clone(),
+                server.default_tenant_id.clone(),
+                limits.max_decompressed_bytes,
+            );
             let grpc = builder
                 .tcp_nodelay(true)
                 .add_service(WriteableStoreServer::new(
                     handler.clone(),
                     limits.max_decompressed_bytes,
                 ))
-                .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes));
+                .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes))
+                .add_service(InfoServer::new(store_api.clone()))
+                .add_service(StoreServer::new(store_api));
             let incoming =
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let rx = stop_rx.clone();

@@ -207,6 +207,11 @@ impl Ingestor {
         Ok(got)
     }
 
+    /// Every open tenant and its TSDB (for the Store API).
+    pub fn tenant_dbs(&self) -> Vec<(String, Arc<Db>)> {
+        self.tsdbs.tenants()
+    }
+
     /// Syncs and closes every TSDB.
     pub fn close(&self) {
         self.tsdbs.close();

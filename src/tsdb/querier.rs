@@ -12,7 +12,8 @@ use crate::tsdb::block::{read_meta, BlockError, BlockMeta};
 use crate::tsdb::chunkenc::iter_bytes;
 use crate::tsdb::chunks::ChunkReader;
 use crate::tsdb::head::{intersect, SeriesSamples};
-use crate::tsdb::index::{IndexReader, SymbolCache};
+use crate::tsdb::index::{IndexChunk, IndexReader, SymbolCache};
+use crate::tsdb::labels::Labels;
 use crate::tsdb::matcher::{MatchType, Matcher};
 
 /// An open, read-only block: `<dir>/{meta.json, index, chunks/}`.
@@ -135,6 +136,46 @@ impl Block {
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
         }
         Ok(out)
+    }
+}
+
+impl Block {
+    /// Labels and chunk references of every series matching all `matchers` with a chunk
+    /// overlapping `[mint, maxt]`, only those chunks, sorted by labels. Reads the index only:
+    /// chunk bytes come later from [`Block::chunk`], so a query can stream them series by series.
+    pub fn chunk_series(
+        &self,
+        mint: i64,
+        maxt: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(Labels, Vec<IndexChunk>)>, BlockError> {
+        if mint > maxt || maxt < self.meta.min_time || mint >= self.meta.max_time {
+            return Ok(Vec::new());
+        }
+        let mut cache = SymbolCache::default();
+        let mut out = Vec::new();
+        for id in self.candidates(matchers)? {
+            let (labels, mut metas) = self.index.series_cached(id, &mut cache)?;
+            if !matchers
+                .iter()
+                .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            {
+                continue;
+            }
+            metas.retain(|c| c.maxt >= mint && c.mint <= maxt);
+            if !metas.is_empty() {
+                out.push((labels, metas));
+            }
+        }
+        if !out.windows(2).all(|w| w[0].0 < w[1].0) {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(out)
+    }
+
+    /// The bytes of the chunk at `reference` (checked: encoding and CRC).
+    pub fn chunk(&self, reference: u64) -> Result<Vec<u8>, BlockError> {
+        self.chunks.chunk(reference)
     }
 }
 

@@ -123,6 +123,8 @@ impl Db {
             let block = Block::open(&self.dir.join(ulid.to_string()))?;
             self.blocks.write().push(Arc::new(block));
         }
+        // Queries that listed head series before the block was published may still read them.
+        self.readers.wait_below(maxt);
         let seq = self.log.lock().last_seq();
         let t = self.head.truncate(maxt);
         {

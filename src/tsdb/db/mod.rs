@@ -9,11 +9,13 @@
 //! - `commit_log.rs`: the group-commit WAL ([`CommitLog`]), its thread, failures and recovery;
 //! - `replay.rs`: rebuilding the head from the WAL at open;
 //! - `select.rs`: reads across blocks and head;
+//! - `chunk_querier.rs`: chunk-level reads (series listed now, chunks read as they are sent);
 //! - `cut.rs`: writing head ranges as blocks, truncating head and WAL (compaction, flush);
 //! - `blocks.rs`: opening, deleting and quarantining local blocks.
 
 mod append;
 mod blocks;
+pub mod chunk_querier;
 pub mod commit_log;
 mod cut;
 mod replay;
@@ -34,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::tsdb::batch::{AppendBatch, Sample};
+pub use chunk_querier::{ChunkQuerier, ChunkSeries, StoredChunk};
 pub use commit_log::{CommitLog, RECOVERY_INTERVAL};
 
 /// Options of one tenant TSDB.
@@ -204,6 +207,8 @@ pub struct Db {
     blocks: parking_lot::RwLock<Vec<Arc<Block>>>,
     /// Blocks a read found damaged: no longer served, quarantined by the next maintenance.
     suspects: Mutex<Vec<blocks::Suspect>>,
+    /// Chunk queries still reading the head: a cut waits for them before releasing chunks.
+    readers: Arc<chunk_querier::PendingReaders>,
 }
 
 /// What one [`Db::compact`] or [`Db::flush`] did.
@@ -306,12 +311,25 @@ impl Db {
             create_lock: Mutex::new(()),
             blocks: parking_lot::RwLock::new(blocks),
             suspects: Mutex::new(Vec::new()),
+            readers: Arc::default(),
         })
     }
 
     /// The TSDB directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The Thanos section of this TSDB's block meta.json (its external labels), if any.
+    pub fn thanos_meta(&self) -> Option<&ThanosMeta> {
+        self.opts.thanos.as_ref()
+    }
+
+    /// Prometheus `DB.StartTime`: the oldest local block's start, else the head's oldest sample
+    /// (`i64::MAX` when the TSDB holds nothing).
+    pub fn start_time(&self) -> i64 {
+        let blocks = self.blocks.read().iter().map(|b| b.meta().min_time).min();
+        blocks.unwrap_or(i64::MAX).min(self.head.min_time())
     }
 
     /// The in-memory head.

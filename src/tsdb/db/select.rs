@@ -52,7 +52,7 @@ impl Db {
     }
 
     /// Stops serving `b` and leaves it to maintenance (once, however many reads found it).
-    fn suspect(&self, b: &Arc<Block>, reason: String) {
+    pub(super) fn suspect(&self, b: &Arc<Block>, reason: String) {
         let removed = {
             let mut blocks = self.blocks.write();
             let before = blocks.len();

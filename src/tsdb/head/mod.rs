@@ -337,6 +337,39 @@ impl SeriesData {
         out
     }
 
+    /// Whether a non-empty chunk (closed or open) overlaps `[mint, maxt]`.
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.closed.iter().any(|c| c.maxt >= mint && c.mint <= maxt)
+            || self
+                .head
+                .as_ref()
+                .is_some_and(|c| c.chunk.num_samples() > 0 && c.maxt >= mint && c.mint <= maxt)
+    }
+
+    /// Pushes copies of the non-empty chunks overlapping `[mint, maxt]` onto `out`, oldest
+    /// first, untrimmed (the Store API sends chunks as stored). The open chunk's bytes are a
+    /// valid chunk as they are: its header counts the samples appended so far.
+    pub fn chunks_overlapping(&self, mint: i64, maxt: i64, out: &mut Vec<OwnedChunk>) {
+        for c in &self.closed {
+            if c.maxt >= mint && c.mint <= maxt {
+                out.push(OwnedChunk {
+                    mint: c.mint,
+                    maxt: c.maxt,
+                    data: c.data.to_vec(),
+                });
+            }
+        }
+        if let Some(c) = &self.head {
+            if c.chunk.num_samples() > 0 && c.maxt >= mint && c.mint <= maxt {
+                out.push(OwnedChunk {
+                    mint: c.mint,
+                    maxt: c.maxt,
+                    data: c.chunk.bytes().to_vec(),
+                });
+            }
+        }
+    }
+
     /// Pushes the samples with `mint <= t <= maxt` onto `out`.
     fn collect(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
         let keep = |(t, _): &(i64, f64)| *t >= mint && *t <= maxt;
@@ -548,6 +581,24 @@ impl Head {
 
     /// Samples in `[mint, maxt]` of every series matching all `matchers`, sorted by labels.
     pub fn select(&self, mint: i64, maxt: i64, matchers: &[Matcher]) -> Vec<SeriesSamples> {
+        let mut series = self.matching(matchers);
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let mut samples = Vec::new();
+            s.lock().collect(mint, maxt, &mut samples);
+            if !samples.is_empty() {
+                out.push(SeriesSamples {
+                    labels: s.labels.clone(),
+                    samples,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every series matching all `matchers` (a missing label matches as `""`), in no order.
+    pub fn matching(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         let ok = |s: &MemSeries| {
             matchers
                 .iter()
@@ -571,19 +622,7 @@ impl Head {
                 None => series.extend(st.all().filter(|s| ok(s)).cloned()),
             }
         }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let mut samples = Vec::new();
-            s.lock().collect(mint, maxt, &mut samples);
-            if !samples.is_empty() {
-                out.push(SeriesSamples {
-                    labels: s.labels.clone(),
-                    samples,
-                });
-            }
-        }
-        out
+        series
     }
 
     /// Prometheus `truncateMemory` + `gc`: drops every chunk ending before `mint` (the end of the
