@@ -4,7 +4,9 @@
 #   - an external `kill` binary (procps; the harness sends SIGTERM with it),
 #   - moto's S3-protocol server (`moto_server`, PyPI `moto[server]`, pinned) in a Python venv at
 #     ${RINGEST_VENV:-$HOME/.cache/ringest/venv}, for the block shipper's S3 test
-#     (testkit/src/s3.rs finds it there, or at $MOTO_SERVER_BIN).
+#     (testkit/src/s3.rs finds it there, or at $MOTO_SERVER_BIN),
+#   - grpcio, grpcio-tools and protobuf (pinned) in the same venv, for the independent Thanos Store
+#     API client tests/thanos_store/store_client.py (testkit/src/thanos_store.rs runs it).
 # Idempotent: installs only what is missing, and is quiet when everything is there.
 # The test kit (testkit/) honours $PROMETHEUS_BIN and $PROMTOOL_BIN to use other binaries instead.
 set -euo pipefail
@@ -65,3 +67,19 @@ if ! moto_ok; then
   moto_ok || { echo "install-test-deps: moto_server not usable in $venv" >&2; exit 1; }
 fi
 echo "moto_server $moto_version: $venv/bin/moto_server"
+
+# The Store API test client's gRPC stack, pinned (manylinux wheels for CPython 3.9-3.13), same venv.
+grpcio_version="1.85.1"
+protobuf_version="7.36.2"
+grpc_ok() {
+  [ "$("$venv/bin/python" -c 'import importlib.metadata as m
+print(m.version("grpcio"), m.version("grpcio-tools"), m.version("protobuf"))' 2>/dev/null)" = \
+    "$grpcio_version $grpcio_version $protobuf_version" ]
+}
+if ! grpc_ok; then
+  echo "install-test-deps: installing grpcio/grpcio-tools==$grpcio_version protobuf==$protobuf_version into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "grpcio==$grpcio_version" \
+    "grpcio-tools==$grpcio_version" "protobuf==$protobuf_version" >&2
+  grpc_ok || { echo "install-test-deps: grpcio not usable in $venv" >&2; exit 1; }
+fi
+echo "grpcio $grpcio_version, protobuf $protobuf_version: $venv/bin/python"

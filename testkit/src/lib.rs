@@ -10,6 +10,8 @@
 //! - [`remote`], [`wire`]: remote-read / remote-write clients on the `proto` crate, and a raw
 //!   protobuf writer for bodies prost would not produce;
 //! - [`s3`]: a moto S3-protocol server;
+//! - [`thanos_store`]: an independent Thanos Store API / Info API client (Python grpcio, its own
+//!   chunk decoder) with replica dedup helpers;
 //! - [`compare`]: oracles comparing PromQL, promtool dumps and remote reads;
 //! - [`files`], [`time`], [`rng`]: test directories and TSDB layouts on disk, bounded polling,
 //!   a seeded PRNG.
@@ -20,6 +22,7 @@
 //!
 //! Environment: `RINGEST_BIN` (binary under test, default the one Cargo built), `PROMETHEUS_BIN`,
 //! `PROMTOOL_BIN` (default `prometheus`, `promtool` on `$PATH`, Debian's 2.42), `MOTO_SERVER_BIN`,
+//! `RINGEST_VENV` (the Python venv with moto and grpcio),
 //! `RINGEST_E2E_KEEP` (keep each test's directory with process logs and TSDBs).
 
 use std::collections::BTreeMap;
@@ -35,6 +38,7 @@ pub mod promtool;
 pub mod remote;
 pub mod rng;
 pub mod s3;
+pub mod thanos_store;
 pub mod time;
 pub mod wire;
 
@@ -69,6 +73,7 @@ pub mod prelude {
     pub use crate::remote::*;
     pub use crate::rng::*;
     pub use crate::s3::*;
+    pub use crate::thanos_store::*;
     pub use crate::time::*;
     pub use crate::wire::*;
     pub use crate::{label_map, Labels, Samples, GO_NAN_BITS, STALE_NAN_BITS};

@@ -25,4 +25,5 @@ mod ring_reload;
 mod s3;
 mod s3_shipper;
 mod security;
+mod thanos_store;
 mod tls;

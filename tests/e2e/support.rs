@@ -157,3 +157,44 @@ pub fn assert_no_overlap(what: &str, blocks: &[&ReadBlock]) {
         );
     }
 }
+
+/// One chunk of a block as stored: the index's time range and the chunk bytes (2-byte sample
+/// count + XOR bit stream, no segment framing), as a Store API must send them untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub data: Vec<u8>,
+}
+
+/// Every series of the block in `dir` with its chunks in index order, read with Ringest's index
+/// and chunk readers (CRCs checked); panics naming the block if it cannot be read.
+pub fn block_chunks(dir: &Path) -> BTreeMap<Labels, Vec<StoredChunk>> {
+    use ringest::tsdb::{chunks::ChunkReader, index::IndexReader};
+    let index = IndexReader::open(&dir.join("index"))
+        .unwrap_or_else(|e| panic!("{}/index: {e}", dir.display()));
+    let chunks = ChunkReader::open(&dir.join("chunks"))
+        .unwrap_or_else(|e| panic!("{}/chunks: {e}", dir.display()));
+    let mut out = BTreeMap::new();
+    for id in index.postings("", "").unwrap() {
+        let (labels, metas) = index
+            .series(id)
+            .unwrap_or_else(|e| panic!("{}: series {id}: {e}", dir.display()));
+        let labels: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stored = metas
+            .iter()
+            .map(|m| StoredChunk {
+                min_time: m.mint,
+                max_time: m.maxt,
+                data: chunks
+                    .chunk(m.reference)
+                    .unwrap_or_else(|e| panic!("{}: {labels:?}: {e}", dir.display())),
+            })
+            .collect();
+        out.insert(labels, stored);
+    }
+    out
+}
