@@ -25,5 +25,6 @@ mod ring_reload;
 mod s3;
 mod s3_shipper;
 mod security;
+mod store_api;
 mod thanos_store;
 mod tls;

@@ -12,7 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[derive(Debug, Parser)]
-#[command(name = "ringest-store-read", about = "One Thanos Store API Series call, counted")]
+#[command(
+    name = "ringest-store-read",
+    about = "One Thanos Store API Series call, counted"
+)]
 struct Args {
     /// gRPC address of the Store API (`host:port`).
     #[arg(long, default_value = "127.0.0.1:10901")]
@@ -116,9 +119,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(frame) = body.frame().await {
         let frame = frame?;
         if let Some(t) = frame.trailers_ref() {
-            status = t.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            status = t
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             if status.as_deref() != Some("0") {
-                let m = t.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let m = t
+                    .get("grpc-message")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 return Err(format!("grpc-status {status:?}: {m}").into());
             }
             continue;
