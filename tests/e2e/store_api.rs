@@ -224,7 +224,7 @@ fn prometheus_through_router_rf3_each_ingestor_serves_what_prometheus_reads_back
     assert!(res
         .series
         .iter()
-        .all(|s| s.chunks.is_empty() && s.label_map().get("receive_replica").is_none()));
+        .all(|s| s.chunks.is_empty() && !s.label_map().contains_key("receive_replica")));
     let q2 = LabelsQuery {
         without_replica_labels: vec!["receive_replica".into()],
         ..q.clone()
