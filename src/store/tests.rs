@@ -529,3 +529,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(lazy, sorted);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_deadline_or_a_gone_client_stops_the_scan_and_replay_gates_every_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs: Vec<String> = (0..50).map(|i| format!("j{i:02}")).collect();
+    let series: Vec<Vec<(&str, &str)>> = jobs
+        .iter()
+        .map(|j| vec![("__name__", "up"), ("job", j.as_str())])
+        .collect();
+    write_tenant(dir.path(), "t", &series, 35_000).await;
+    let s = store(dir.path(), StoreLimits::default());
+    let p = SeriesParams::from_request(&req(0, 40_000, vec![m(MatcherType::Eq, "__name__", "up")]))
+        .unwrap();
+    let pl = plan(&s, &Scope::All, &p).unwrap();
+    assert_eq!(pl.len(), 50);
+    let past = std::time::Instant::now();
+    let e = stream(&pl, &p, s.limits(), Some(past), |_| true).unwrap_err();
+    assert!(
+        matches!(e, StoreError::DeadlineExceeded { sent_series: 0 }),
+        "{e}"
+    );
+    // The client goes away after 3 frames: nothing more is read or sent.
+    let mut sent = 0;
+    let e = stream(&pl, &p, s.limits(), None, |_| {
+        sent += 1;
+        sent < 3
+    })
+    .unwrap_err();
+    assert!(matches!(e, StoreError::Cancelled { sent_series: 2 }), "{e}");
+    assert_eq!(sent, 3);
+
+    // Before WAL replay finished, every call (Info included) says not ready.
+    let ing = Ingestor::new(dir.path().to_path_buf(), opts("unused"), labels_fn());
+    let s = Store::new(Arc::new(ing), StoreLimits::default());
+    let e = info::info(&s, &Scope::All).unwrap_err();
+    assert!(matches!(e, StoreError::NotReady), "{e}");
+    assert_eq!(
+        crate::server::status::grpc_status(&e).code(),
+        tonic::Code::Unavailable
+    );
+    assert!(matches!(
+        plan(&s, &Scope::All, &p),
+        Err(StoreError::NotReady)
+    ));
+}

@@ -506,3 +506,82 @@ fn tenant_tokens_guard_the_store_api() {
         .len();
     assert_eq!(jobs, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snappy_compressed_series_call_is_answered_snappy_compressed() {
+    use crate::grpc_snappy::{connect, raw_call};
+    use prost::Message;
+    use proto::storepb::{
+        series_response::Result as Frame, LabelMatcher, SeriesRequest, SeriesResponse,
+    };
+    use ringest::grpc::snappy::{compress, message};
+
+    let tmp = test_dir(module_path!());
+    let dir = tmp.path();
+    let ing = tokio::task::block_in_place(|| ingestor(dir, 0, &[]));
+    let t = now_ms() - 10_000;
+    let series: Vec<(&str, Vec<(i64, f64)>)> = vec![
+        ("a", vec![(t, 1.5), (t + 1000, -0.0)]),
+        ("b", vec![(t, 2.0)]),
+    ];
+    tokio::task::block_in_place(|| write_tenant(&ing.rw, "team", &series));
+    let req = SeriesRequest {
+        min_time: t - 1000,
+        max_time: t + 2000,
+        matchers: vec![LabelMatcher {
+            r#type: 0,
+            name: "__name__".into(),
+            value: "m".into(),
+        }],
+        response_batch_size: 64,
+        ..Default::default()
+    };
+    let ch = connect(&ing.grpc).await;
+    let reply = raw_call(
+        &ch,
+        "/thanos.Store/Series",
+        Some("snappy"),
+        &[],
+        &[message(true, &compress(&req.encode_to_vec()))],
+    )
+    .await;
+    assert_eq!(reply.status.code(), tonic::Code::Ok, "{:?}", reply.status);
+    assert_eq!(reply.encoding(), Some("snappy"));
+    assert!(!reply.messages.is_empty() && reply.messages.iter().all(|(flag, _)| *flag == 1));
+    let frames: Vec<Frame> = reply
+        .payloads()
+        .iter()
+        .map(|p| SeriesResponse::decode(p.as_ref()).unwrap().result.unwrap())
+        .collect();
+    let Frame::Batch(b) = &frames[0] else {
+        panic!("{frames:?}")
+    };
+    let jobs: Vec<&str> = b
+        .series
+        .iter()
+        .map(|s| s.labels[1].value.as_str())
+        .collect();
+    assert_eq!(jobs, ["a", "b"]);
+    // The same call uncompressed answers the same frames, uncompressed.
+    let plain = raw_call(
+        &ch,
+        "/thanos.Store/Series",
+        None,
+        &[],
+        &[message(false, &req.encode_to_vec())],
+    )
+    .await;
+    assert_eq!(plain.encoding(), None);
+    assert!(plain.messages.iter().all(|(flag, _)| *flag == 0));
+    assert_eq!(plain.payloads(), reply.payloads());
+    // An encoding Thanos does not register: what a Go server answers.
+    let other = raw_call(
+        &ch,
+        "/thanos.Store/Series",
+        Some("br"),
+        &[],
+        &[message(true, &req.encode_to_vec())],
+    )
+    .await;
+    assert_eq!(other.status.code(), tonic::Code::Unimplemented);
+}
