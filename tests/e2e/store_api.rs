@@ -496,6 +496,20 @@ fn tenant_tokens_guard_the_store_api() {
     assert_eq!(a.info().unwrap().label_sets.len(), 1);
     let e = a.clone().tenant("beta").series(&q).unwrap_err();
     assert_eq!(e.code, "PERMISSION_DENIED", "{e}");
+    // Per-RPC metrics count the refusals and the answers.
+    let m = http_get(&ing.http, "/metrics").unwrap().text();
+    let count = |needle: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with("ringest_store_requests_total{") && l.contains(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("method=\"Series\",code=\"Unauthenticated\"") >= 2.0,
+        "{m}"
+    );
+    assert!(count("method=\"Series\",code=\"OK\"") >= 1.0, "{m}");
+    assert!(m.contains("ringest_store_series_sent_total"), "{m}");
     // Query forwards its placeholder tenant when its client named none: not a restriction.
     let jobs = a
         .clone()
