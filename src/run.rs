@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{Cli, Command, HashringCommand, RoutingArgs, ServerArgs, StorageArgs};
-use crate::grpc::{ReaderServer, WriteableStoreServer};
+use crate::grpc::{RawService, ReaderServer, WriteableStoreServer};
 use crate::ingest::Ingestor;
 use crate::limits::Limiter;
 use crate::remote_write::Limits;
@@ -425,13 +425,16 @@ impl Node {
                 .layer(crate::grpc::snappy::SnappyLayer::new(
                     limits.max_decompressed_bytes,
                 ))
-                .add_service(WriteableStoreServer::new(
+                .add_service(RawService(WriteableStoreServer::new(
                     handler.clone(),
                     limits.max_decompressed_bytes,
-                ))
-                .add_service(ReaderServer::new(handler, limits.max_decompressed_bytes))
-                .add_service(InfoServer::new(store_api.clone()))
-                .add_service(StoreServer::new(store_api));
+                )))
+                .add_service(RawService(ReaderServer::new(
+                    handler,
+                    limits.max_decompressed_bytes,
+                )))
+                .add_service(RawService(InfoServer::new(store_api.clone())))
+                .add_service(RawService(StoreServer::new(store_api)));
             let incoming =
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let rx = stop_rx.clone();

@@ -185,12 +185,40 @@ impl ReaderServer {
     }
 }
 
-impl NamedService for WriteableStoreServer {
-    const NAME: &'static str = "thanos.WriteableStore";
+/// The methods of one gRPC service whose messages are raw bytes: its name and how a call is
+/// answered. [`RawService`] makes it a tonic service (one `tower::Service` for all of them).
+pub trait RawMethods: Clone + Send + 'static {
+    /// The full service name, e.g. `thanos.WriteableStore`.
+    const NAME: &'static str;
+    /// Answers one call to any path of this service (an unknown method: [`unknown_method`]).
+    fn serve(&self, request: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, Infallible>>;
 }
 
-impl NamedService for ReaderServer {
-    const NAME: &'static str = "ringest.Reader";
+/// A [`RawMethods`] served by tonic.
+#[derive(Clone)]
+pub struct RawService<M>(pub M);
+
+impl<M: RawMethods> NamedService for RawService<M> {
+    const NAME: &'static str = M::NAME;
+}
+
+impl<M: RawMethods> tower::Service<HttpRequest> for RawService<M> {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        self.0.serve(request)
+    }
+}
+
+/// The answer to a method the service does not have.
+pub fn unknown_method() -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
+    Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) })
 }
 
 /// One unary method bound to its handler.
@@ -233,18 +261,12 @@ where
     })
 }
 
-impl tower::Service<HttpRequest> for WriteableStoreServer {
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+impl RawMethods for WriteableStoreServer {
+    const NAME: &'static str = "thanos.WriteableStore";
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn serve(&self, request: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
         if request.uri().path() != REMOTE_WRITE_PATH {
-            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+            return unknown_method();
         }
         let handler = self.handler.clone();
         serve_unary(request, self.max_message_bytes, move |req| {
@@ -254,18 +276,12 @@ impl tower::Service<HttpRequest> for WriteableStoreServer {
     }
 }
 
-impl tower::Service<HttpRequest> for ReaderServer {
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+impl RawMethods for ReaderServer {
+    const NAME: &'static str = "ringest.Reader";
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn serve(&self, request: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
         if request.uri().path() != REMOTE_READ_PATH {
-            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+            return unknown_method();
         }
         let handler = self.handler.clone();
         serve_unary(request, self.max_message_bytes, move |req| {

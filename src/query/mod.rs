@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use proto::prompb::{self, LabelMatcher, MatcherType, QueryResult, ReadRequest, ReadResponse};
+use proto::prompb::{self, LabelMatcher, QueryResult, ReadRequest, ReadResponse};
 
 use crate::blocking::Cancelled;
 use crate::error::{Classify, ErrorClass};
@@ -153,13 +153,8 @@ pub fn matchers_of(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>, ReadError>
     matchers
         .iter()
         .map(|m| {
-            let kind = match MatcherType::try_from(m.r#type) {
-                Ok(MatcherType::Eq) => MatchType::Equal,
-                Ok(MatcherType::Neq) => MatchType::NotEqual,
-                Ok(MatcherType::Re) => MatchType::Regex,
-                Ok(MatcherType::Nre) => MatchType::NotRegex,
-                Err(_) => return Err(ReadError::UnknownMatcherType(m.r#type)),
-            };
+            let kind =
+                MatchType::from_wire(m.r#type).ok_or(ReadError::UnknownMatcherType(m.r#type))?;
             Matcher::new(kind, &m.name, &m.value).map_err(|source| ReadError::Matcher {
                 name: m.name.clone(),
                 source,
@@ -315,6 +310,7 @@ pub async fn read_fanout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::prompb::MatcherType;
 
     fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> prompb::TimeSeries {
         prompb::TimeSeries {

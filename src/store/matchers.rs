@@ -2,7 +2,7 @@
 //! missing label matches as `""`) and the split of a request's matchers against a tenant's
 //! external labels (Thanos `matchesExternalLabels`).
 
-use proto::storepb::{LabelMatcher, MatcherType};
+use proto::storepb::LabelMatcher;
 
 use super::StoreError;
 use crate::tsdb::labels::Labels;
@@ -13,13 +13,8 @@ pub fn convert(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>, StoreError> {
     matchers
         .iter()
         .map(|m| {
-            let kind = match MatcherType::try_from(m.r#type) {
-                Ok(MatcherType::Eq) => MatchType::Equal,
-                Ok(MatcherType::Neq) => MatchType::NotEqual,
-                Ok(MatcherType::Re) => MatchType::Regex,
-                Ok(MatcherType::Nre) => MatchType::NotRegex,
-                Err(_) => return Err(StoreError::UnknownMatcherType(m.r#type)),
-            };
+            let kind =
+                MatchType::from_wire(m.r#type).ok_or(StoreError::UnknownMatcherType(m.r#type))?;
             Matcher::new(kind, &m.name, &m.value).map_err(|source| StoreError::Matcher {
                 name: m.name.clone(),
                 source,
@@ -50,6 +45,7 @@ pub fn split_external<'a>(matchers: &'a [Matcher], external: &Labels) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::storepb::MatcherType;
 
     fn m(t: MatcherType, n: &str, v: &str) -> LabelMatcher {
         LabelMatcher {

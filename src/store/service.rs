@@ -11,7 +11,6 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,12 +23,13 @@ use proto::storepb::{
     LABEL_NAMES_PATH, LABEL_VALUES_PATH, SERIES_PATH,
 };
 use tonic::metadata::MetadataMap;
-use tonic::server::NamedService;
 use tonic::Status;
 
 use super::series::{self, SeriesParams};
 use super::{info, names, Scope, Store, StoreError};
-use crate::grpc::{serve_unary, HttpRequest, HttpResponse, RawCodec, TENANT_METADATA};
+use crate::grpc::{
+    serve_unary, unknown_method, HttpRequest, HttpResponse, RawCodec, RawMethods, TENANT_METADATA,
+};
 use crate::server::status;
 use crate::tenancy::{ResolveError, TokenStore};
 
@@ -161,22 +161,12 @@ impl InfoServer {
     }
 }
 
-impl NamedService for InfoServer {
+impl RawMethods for InfoServer {
     const NAME: &'static str = "thanos.info.Info";
-}
 
-impl tower::Service<HttpRequest> for InfoServer {
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn serve(&self, request: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
         if request.uri().path() != INFO_PATH {
-            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
+            return unknown_method();
         }
         let api = self.0.clone();
         serve_unary(request, api.max_message_bytes, move |req| {
@@ -200,20 +190,10 @@ impl StoreServer {
     }
 }
 
-impl NamedService for StoreServer {
+impl RawMethods for StoreServer {
     const NAME: &'static str = "thanos.Store";
-}
 
-impl tower::Service<HttpRequest> for StoreServer {
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
+    fn serve(&self, request: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, Infallible>> {
         let api = self.0.clone();
         match request.uri().path() {
             SERIES_PATH => Box::pin(async move {
@@ -248,7 +228,7 @@ impl tower::Service<HttpRequest> for StoreServer {
                     .encode_to_vec())
                 })
             }),
-            _ => Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) }),
+            _ => unknown_method(),
         }
     }
 }

@@ -20,6 +20,20 @@ pub enum MatchType {
     NotRegex,
 }
 
+impl MatchType {
+    /// The type numbered as on the wire: Prometheus remote read and the Thanos Store API number
+    /// them alike (EQ = 0, NEQ = 1, RE = 2, NRE = 3).
+    pub fn from_wire(n: i32) -> Option<MatchType> {
+        match n {
+            0 => Some(MatchType::Equal),
+            1 => Some(MatchType::NotEqual),
+            2 => Some(MatchType::Regex),
+            3 => Some(MatchType::NotRegex),
+            _ => None,
+        }
+    }
+}
+
 /// Why a matcher could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MatcherError {

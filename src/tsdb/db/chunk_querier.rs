@@ -128,14 +128,7 @@ impl Db {
         // Head label sets are unique, so an unstable sort is as good and faster.
         head.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut found: Vec<(Labels, Part)> = Vec::new();
-        let blocks: Vec<Arc<Block>> = self
-            .blocks
-            .read()
-            .iter()
-            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
-            .cloned()
-            .collect();
-        for b in &blocks {
+        for b in &self.blocks_overlapping(mint, maxt) {
             match b.chunk_series(mint, maxt, matchers) {
                 Ok(list) => found.extend(
                     list.into_iter()

@@ -25,13 +25,7 @@ impl Db {
         matchers: &[Matcher],
     ) -> Result<Vec<SeriesSamples>, TsdbError> {
         let head = self.head.select(mint, maxt, matchers);
-        let blocks: Vec<Arc<Block>> = self
-            .blocks
-            .read()
-            .iter()
-            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
-            .cloned()
-            .collect();
+        let blocks = self.blocks_overlapping(mint, maxt);
         if blocks.is_empty() {
             return Ok(head);
         }
@@ -49,6 +43,16 @@ impl Db {
         }
         parts.push(head);
         Ok(merge_series(parts))
+    }
+
+    /// The served local blocks holding any time of `[mint, maxt]`, oldest first.
+    pub(super) fn blocks_overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().min_time <= maxt && b.meta().max_time > mint)
+            .cloned()
+            .collect()
     }
 
     /// Stops serving `b` and leaves it to maintenance (once, however many reads found it).
