@@ -142,38 +142,55 @@ pub fn split_messages(mut body: &[u8]) -> Option<Vec<(u8, Bytes)>> {
 
 /// What a body rewriter does to each message.
 #[derive(Clone, Copy, Debug)]
-enum Mode {
+pub enum Mode {
     /// Inflate flag-1 messages to flag-0 ones; refuse messages over `limit` bytes.
-    Decompress { limit: usize },
+    Decompress {
+        /// Most bytes of one message, on the wire and inflated.
+        limit: usize,
+    },
     /// Compress non-empty flag-0 messages to flag-1 ones.
     Compress,
 }
 
-/// A gRPC body whose messages are rewritten one by one as they arrive, however the data frames
-/// split them; trailers pass through untouched.
-struct Reframe {
-    inner: Body,
+/// gRPC messages reassembled from body bytes split anywhere and rewritten one by one (the state
+/// machine of the body rewriter, apart from HTTP so it can be fuzzed on its own).
+pub struct Messages {
     mode: Mode,
     /// Bytes received but not yet a whole message.
     buf: BytesMut,
-    /// The inner body ended (with these trailers, if any) and only `buf` is left to hand on.
-    ended: Option<Option<HeaderMap>>,
-    done: bool,
 }
 
-impl Reframe {
-    fn new(inner: Body, mode: Mode) -> Self {
+impl Messages {
+    /// No bytes yet.
+    pub fn new(mode: Mode) -> Self {
         Self {
-            inner,
             mode,
             buf: BytesMut::new(),
-            ended: None,
-            done: false,
         }
     }
 
-    /// The next whole message, rewritten, if `buf` holds one.
-    fn next_message(&mut self) -> Result<Option<Bytes>, SnappyError> {
+    /// Appends received body bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes held that are not a whole message yet.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The held bytes, leaving none (what is left when the body ends mid-message).
+    pub fn take_rest(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    /// Drops the held bytes (after an error).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The next whole message, prefix included and rewritten, if the held bytes have one.
+    pub fn next_message(&mut self) -> Result<Option<Bytes>, SnappyError> {
         if self.buf.len() < PREFIX_LEN {
             return Ok(None);
         }
@@ -220,6 +237,27 @@ impl Reframe {
     }
 }
 
+/// A gRPC body whose messages are rewritten one by one as they arrive, however the data frames
+/// split them; trailers pass through untouched.
+struct Reframe {
+    inner: Body,
+    messages: Messages,
+    /// The inner body ended (with these trailers, if any) and only the held bytes are left.
+    ended: Option<Option<HeaderMap>>,
+    done: bool,
+}
+
+impl Reframe {
+    fn new(inner: Body, mode: Mode) -> Self {
+        Self {
+            inner,
+            messages: Messages::new(mode),
+            ended: None,
+            done: false,
+        }
+    }
+}
+
 impl http_body::Body for Reframe {
     type Data = Bytes;
     type Error = Status;
@@ -233,27 +271,27 @@ impl http_body::Body for Reframe {
             if this.done {
                 return Poll::Ready(None);
             }
-            match this.next_message() {
+            match this.messages.next_message() {
                 Ok(Some(msg)) => return Poll::Ready(Some(Ok(Frame::data(msg)))),
                 Ok(None) => {}
                 Err(e) => {
                     this.done = true;
-                    this.buf.clear();
+                    this.messages.clear();
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
             if let Some(trailers) = &mut this.ended {
                 // A partial message left at the end goes on as is: the decoder behind us
                 // reports the truncation in its own words.
-                if !this.buf.is_empty() {
-                    return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))));
+                if this.messages.pending() > 0 {
+                    return Poll::Ready(Some(Ok(Frame::data(this.messages.take_rest()))));
                 }
                 this.done = true;
                 return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.buf.extend_from_slice(&data),
+                    Ok(data) => this.messages.push(&data),
                     Err(frame) => this.ended = Some(frame.into_trailers().ok()),
                 },
                 Some(Err(e)) => {
