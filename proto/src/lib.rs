@@ -195,45 +195,15 @@ pub mod storepb {
 
     // ---- The Store API (`thanos.Store`, pkg/store/storepb/rpc.proto and types.proto). ----
 
-    /// `thanos.Label`: a label pair.
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
+    // `thanos.Label`, `thanos.LabelMatcher` and its `Type` have the fields and numbers of their
+    // `prometheus` namesakes (the wire cannot tell them apart), so they are the same types here.
+    pub use super::prompb::{Label, LabelMatcher, MatcherType};
 
     /// `thanos.ZLabelSet` (and `LabelSet`): one label set.
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct ZLabelSet {
         #[prost(message, repeated, tag = "1")]
         pub labels: Vec<Label>,
-    }
-
-    /// `thanos.LabelMatcher.Type`.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
-    #[repr(i32)]
-    pub enum MatcherType {
-        /// `=`
-        Eq = 0,
-        /// `!=`
-        Neq = 1,
-        /// `=~`
-        Re = 2,
-        /// `!~`
-        Nre = 3,
-    }
-
-    /// `thanos.LabelMatcher`.
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-    pub struct LabelMatcher {
-        #[prost(enumeration = "MatcherType", tag = "1")]
-        pub r#type: i32,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(string, tag = "3")]
-        pub value: String,
     }
 
     /// `thanos.ShardInfo`: which shard of the series a request wants.
